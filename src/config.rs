@@ -1,0 +1,98 @@
+//! Command-line options: every knob the server has, with its default.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// A single-threaded mio reactor that echoes every byte back.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "echo-reactor", version, about)]
+pub struct Config {
+    /// Address to listen on; port 0 lets the kernel choose. IPv6 works: [::1]:7007.
+    #[arg(long, default_value = "127.0.0.1:7007", value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// Most unsent echo bytes held for one connection; past this the server
+    /// stops reading it until the client drains its echo.
+    #[arg(long, default_value_t = 65536, value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_buffer: u32,
+
+    /// Most connections accepted per loop turn before other events are served.
+    #[arg(long, default_value_t = 128, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub accept_batch: u32,
+
+    /// Listen backlog (the kernel clamps it to net.core.somaxconn). A full
+    /// backlog drops SYNs, which costs clients a one-second retry.
+    #[arg(long, default_value_t = 4096, value_name = "N",
+          value_parser = clap::value_parser!(i32).range(1..))]
+    pub backlog: i32,
+
+    /// Pure RFC 862 echo: a line starting with `quit` is echoed like any other.
+    #[arg(long)]
+    pub no_quit: bool,
+
+    /// Most open connections; at the limit new clients wait in the backlog.
+    /// Never more than RLIMIT_NOFILE allows.
+    #[arg(long, default_value_t = 10000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Close a connection after this many seconds with no bytes either way
+    /// (fractions allowed; 0 turns it off).
+    #[arg(long, default_value = "300", value_name = "SECS", value_parser = parse_seconds)]
+    pub idle_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, how long to let connections drain before closing
+    /// the rest (fractions allowed).
+    #[arg(long, default_value = "5", value_name = "SECS", value_parser = parse_seconds)]
+    pub shutdown_timeout: Duration,
+
+    /// Set SO_REUSEPORT so several processes can share the port (one per core).
+    #[arg(long)]
+    pub reuse_port: bool,
+}
+
+impl Config {
+    /// The defaults, listening on `addr`: what tests and embedders start from.
+    pub fn with_listen(addr: SocketAddr) -> Self {
+        let mut config = Config::parse_from(["echo-reactor"]);
+        config.listen = addr;
+        config
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is not a usable duration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_accept_fractions_and_reject_garbage() {
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("soon").is_err());
+        assert!(parse_seconds("inf").is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let config = Config::parse_from(["echo-reactor"]);
+        assert_eq!(config.listen, "127.0.0.1:7007".parse().unwrap());
+        assert_eq!(config.max_buffer, 65536);
+        assert_eq!(config.backlog, 4096);
+        assert_eq!(config.max_connections, 10000);
+        assert_eq!(config.idle_timeout, Duration::from_secs(300));
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
+        assert!(!config.no_quit && !config.reuse_port);
+    }
+}

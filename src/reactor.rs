@@ -1,0 +1,463 @@
+//! The poll loop: one `mio::Poll` owns the listener, the signal pipe and every
+//! connection. Each turn it waits for events, serves them, revisits the work
+//! it cut short, fires due timers and accepts a batch of new connections.
+//! It knows nothing of the echo protocol: `Connection::advance` does that.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Config;
+use crate::connection::{CloseReason, Connection, Io, Next};
+use crate::stats::Stats;
+use crate::timers::Wheel;
+
+/// Connections use their slab key as token; these two sit where no key reaches.
+const LISTENER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
+
+/// The shared read buffer: large enough that one read usually drains a socket.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+const EVENTS_PER_POLL: usize = 1024;
+/// How long a closing connection may keep sending before we close anyway.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long accepting rests after the process ran out of descriptors or memory.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// At most one accept-exhaustion warning per this interval; the rest are counted.
+const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(1);
+/// Descriptors the server needs besides connections: stdio, epoll, listener,
+/// the signal pipe, and slack.
+const RESERVED_FDS: u64 = 16;
+
+/// A connection as timers name it: slab key plus id, since the key is reused.
+type ConnRef = (usize, u64);
+
+pub struct Server {
+    poll: Poll,
+    /// `None` once shutdown has begun: new clients are refused.
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    signals: Signals,
+    connections: Slab<Connection>,
+    /// Reads for every connection land here; see `Io::buf`.
+    read_buf: Vec<u8>,
+    quit_rule: bool,
+    max_buffer: usize,
+    accept_batch: u32,
+    max_connections: usize,
+    idle_timeout: Option<Duration>,
+    shutdown_timeout: Duration,
+    /// The listener may have connections queued. Edge-triggered polling will
+    /// not report it again until the queue has been drained, so while this is
+    /// set the loop comes back to it by itself: after a batch cut short, a
+    /// pause, or a turn spent at the connection limit.
+    listener_ready: bool,
+    /// Set while the connection limit holds accepting back, so each such
+    /// pause is counted once.
+    at_connection_limit: bool,
+    /// Accepting rests until then after EMFILE and friends.
+    accept_paused_until: Option<Instant>,
+    last_accept_warning: Option<Instant>,
+    suppressed_accept_warnings: u64,
+    /// Connections that used their share of a turn with work left; served
+    /// again next turn, which then polls without blocking.
+    yielded: Vec<ConnRef>,
+    /// Idle deadlines, armed once per connection and re-armed lazily when one
+    /// fires for a connection that was active since: O(1) per event.
+    idle_timers: Option<Wheel<ConnRef>>,
+    linger_timers: Wheel<ConnRef>,
+    /// When the drain after SIGINT/SIGTERM ends; `None` while serving.
+    shutdown_deadline: Option<Instant>,
+    stats: Stats,
+}
+
+/// What a batch of signals asks for.
+enum SignalOutcome {
+    Continue,
+    ExitNow,
+}
+
+impl Server {
+    /// Binds the listener (or takes the one systemd passed in) and prepares
+    /// the loop. Nothing is served until `run`.
+    pub fn bind(config: &Config) -> io::Result<Server> {
+        let listener = match inherited_listener()? {
+            Some(listener) => {
+                info!("serving the listening socket passed in by LISTEN_FDS");
+                listener
+            }
+            None => bind_listener(config)?,
+        };
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        let local_addr = listener.local_addr()?;
+
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+
+        let now = Instant::now();
+        let idle_timeout = (!config.idle_timeout.is_zero()).then_some(config.idle_timeout);
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            local_addr,
+            signals,
+            connections: Slab::new(),
+            read_buf: vec![0; READ_BUFFER_BYTES],
+            quit_rule: !config.no_quit,
+            max_buffer: config.max_buffer as usize,
+            accept_batch: config.accept_batch,
+            max_connections: connection_limit(config.max_connections)?,
+            idle_timeout,
+            shutdown_timeout: config.shutdown_timeout,
+            listener_ready: false,
+            at_connection_limit: false,
+            accept_paused_until: None,
+            last_accept_warning: None,
+            suppressed_accept_warnings: 0,
+            yielded: Vec::new(),
+            idle_timers: idle_timeout.map(|timeout| Wheel::new(timeout, now)),
+            linger_timers: Wheel::new(LINGER_TIMEOUT, now),
+            shutdown_deadline: None,
+            stats: Stats::default(),
+        })
+    }
+
+    /// The address actually bound: with port 0, the port the kernel chose.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until a signal ends it; returns the final counters.
+    pub fn run(mut self) -> io::Result<Stats> {
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        let mut due = Vec::new();
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                // A signal arrived while blocked; it is read from the pipe.
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.listener_ready = true,
+                    SIGNALS => {
+                        if let SignalOutcome::ExitNow = self.handle_signals(now) {
+                            warn!(
+                                "second signal: closing {} connections now",
+                                self.connections.len()
+                            );
+                            return Ok(self.finish());
+                        }
+                    }
+                    Token(key) => {
+                        // A stale event for a connection closed earlier in this
+                        // batch finds no entry (or a new one, whose read then
+                        // just says WouldBlock).
+                        if let Some(connection) = self.connections.get_mut(key) {
+                            connection.note_event(
+                                event.is_readable() || event.is_error(),
+                                event.is_read_closed(),
+                            );
+                            self.serve(key, now);
+                        }
+                    }
+                }
+            }
+            for (key, id) in std::mem::take(&mut self.yielded) {
+                if self.connections.get(key).is_some_and(|c| c.id == id) {
+                    self.serve(key, now);
+                }
+            }
+            self.fire_timers(now, &mut due);
+            self.accept_batch(now);
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.connections.is_empty() {
+                    return Ok(self.finish());
+                }
+                if now >= deadline {
+                    info!(
+                        "shutdown timeout: closing {} connections that did not finish",
+                        self.connections.len()
+                    );
+                    return Ok(self.finish());
+                }
+            }
+        }
+    }
+
+    /// Lets one connection do what its socket allows, and acts on its answer.
+    fn serve(&mut self, key: usize, now: Instant) {
+        let connection = &mut self.connections[key];
+        let mut io = Io {
+            buf: &mut self.read_buf,
+            stats: &mut self.stats,
+            now,
+            max_buffer: self.max_buffer,
+        };
+        match connection.advance(&mut io) {
+            Next::Wait => {}
+            Next::Yield => self.yielded.push((key, connection.id)),
+            Next::Linger => self
+                .linger_timers
+                .insert(now + LINGER_TIMEOUT, (key, connection.id)),
+            Next::Close(reason) => self.close(key, reason),
+        }
+    }
+
+    fn close(&mut self, key: usize, reason: CloseReason) {
+        // Dropping the stream closes it, which also takes it out of epoll.
+        let connection = self.connections.remove(key);
+        self.stats.record_close(reason);
+        debug!("connection {} closed ({reason:?})", connection.id);
+    }
+
+    /// Accepts until the kernel's queue is empty or the batch is full.
+    fn accept_batch(&mut self, now: Instant) {
+        if !self.listener_ready || self.listener.is_none() {
+            return;
+        }
+        if let Some(until) = self.accept_paused_until {
+            if now < until {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
+        let mut accepted = 0;
+        for _ in 0..self.accept_batch {
+            if self.connections.len() >= self.max_connections {
+                // Leave the rest waiting in the backlog; a close resumes
+                // accepting on the turn it happens.
+                if !self.at_connection_limit {
+                    self.at_connection_limit = true;
+                    self.stats.accept_pauses_limit += 1;
+                    debug!(
+                        "{} connections open: accepting paused",
+                        self.max_connections
+                    );
+                }
+                break;
+            }
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    self.at_connection_limit = false;
+                    self.add_connection(stream, peer, now);
+                    accepted += 1;
+                }
+                // The queue is empty: the next connection brings a new edge.
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.listener_ready = false;
+                    break;
+                }
+                Err(err) if is_resource_exhaustion(&err) => {
+                    self.pause_accepting(&err, now);
+                    break;
+                }
+                // One connection's trouble (ECONNABORTED: the client gave up
+                // while queued; EINTR; EPROTO; EPERM from a firewall): skip it.
+                Err(err) => debug!("accept: {err}"),
+            }
+        }
+        if accepted > 0 {
+            self.stats.accept_batches += 1;
+            self.stats.largest_batch = self.stats.largest_batch.max(accepted);
+        }
+    }
+
+    fn add_connection(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+        // Echo is request/response: Nagle would hold small echoes back
+        // waiting for the client's ACK.
+        if let Err(err) = stream.set_nodelay(true) {
+            debug!("{peer}: TCP_NODELAY: {err}");
+        }
+        let entry = self.connections.vacant_entry();
+        let key = entry.key();
+        // Registered once for both directions: no epoll_ctl per message.
+        if let Err(err) = self.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!("{peer}: cannot register with the poll: {err}");
+            return;
+        }
+        let id = self.stats.accepted;
+        self.stats.accepted += 1;
+        self.stats.active += 1;
+        entry.insert(Connection::new(stream, id, self.quit_rule, now));
+        if let (Some(timers), Some(timeout)) = (&mut self.idle_timers, self.idle_timeout) {
+            timers.insert(now + timeout, (key, id));
+        }
+        debug!("connection {id} from {peer} opened");
+    }
+
+    fn pause_accepting(&mut self, err: &io::Error, now: Instant) {
+        self.stats.accept_pauses_fd += 1;
+        self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+        let recently = self
+            .last_accept_warning
+            .is_some_and(|at| now.duration_since(at) < ACCEPT_WARNING_INTERVAL);
+        if recently {
+            self.suppressed_accept_warnings += 1;
+            return;
+        }
+        warn!(
+            "accept: {err}; pausing accepts for {} ms ({} similar warnings suppressed)",
+            ACCEPT_PAUSE.as_millis(),
+            self.suppressed_accept_warnings
+        );
+        self.last_accept_warning = Some(now);
+        self.suppressed_accept_warnings = 0;
+    }
+
+    fn fire_timers(&mut self, now: Instant, due: &mut Vec<ConnRef>) {
+        if let (Some(timers), Some(timeout)) = (&mut self.idle_timers, self.idle_timeout) {
+            timers.expire(now, due);
+            for (key, id) in due.drain(..) {
+                let Some(connection) = self.connections.get(key).filter(|c| c.id == id) else {
+                    continue;
+                };
+                let deadline = connection.last_active + timeout;
+                if deadline <= now {
+                    debug!("connection {id}: idle for {timeout:?}");
+                    self.connections.remove(key);
+                    self.stats.record_close(CloseReason::Idle);
+                } else {
+                    // Active since the timer was armed: arm it for the new
+                    // deadline instead of touching timers on every event.
+                    timers.insert(deadline, (key, id));
+                }
+            }
+        }
+        self.linger_timers.expire(now, due);
+        for (key, id) in due.drain(..) {
+            if let Some(connection) = self.connections.get(key).filter(|c| c.id == id) {
+                let reason = connection.close_reason();
+                self.close(key, reason);
+            }
+        }
+    }
+
+    /// How long the next poll may block: not at all when work is waiting,
+    /// else until the nearest deadline, else forever.
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        let can_accept = self.listener.is_some()
+            && self.connections.len() < self.max_connections
+            && self.accept_paused_until.is_none_or(|until| until <= now);
+        if !self.yielded.is_empty() || (self.listener_ready && can_accept) {
+            return Some(Duration::ZERO);
+        }
+        let accept_resume = self.accept_paused_until.filter(|_| self.listener_ready);
+        [
+            self.idle_timers.as_ref().and_then(Wheel::next_deadline),
+            self.linger_timers.next_deadline(),
+            accept_resume,
+            self.shutdown_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|deadline| deadline.saturating_duration_since(now))
+    }
+
+    fn handle_signals(&mut self, now: Instant) -> SignalOutcome {
+        let mut outcome = SignalOutcome::Continue;
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for signal in pending {
+            match signal {
+                SIGUSR1 => info!("stats: {}", self.stats),
+                _ if self.shutdown_deadline.is_some() => outcome = SignalOutcome::ExitNow,
+                _ => self.begin_shutdown(now),
+            }
+        }
+        outcome
+    }
+
+    /// Stops accepting and lets every connection finish what it was sent.
+    fn begin_shutdown(&mut self, now: Instant) {
+        info!(
+            "shutting down: draining {} connections (at most {:?})",
+            self.connections.len(),
+            self.shutdown_timeout
+        );
+        // Closing the listener refuses new clients at once.
+        self.listener = None;
+        self.shutdown_deadline = Some(now + self.shutdown_timeout);
+        for (key, connection) in self.connections.iter_mut() {
+            connection.begin_shutdown();
+            self.yielded.push((key, connection.id));
+        }
+    }
+
+    /// Closes what is left and reports the totals.
+    fn finish(mut self) -> Stats {
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close(key, CloseReason::Shutdown);
+        }
+        info!("final stats: {}", self.stats);
+        self.stats
+    }
+}
+
+/// The listening socket systemd passed in, if `LISTEN_FDS`/`LISTEN_PID` name
+/// this process.
+fn inherited_listener() -> io::Result<Option<std::net::TcpListener>> {
+    listenfd::ListenFd::from_env().take_tcp_listener(0)
+}
+
+fn bind_listener(config: &Config) -> io::Result<std::net::TcpListener> {
+    let addr = config.listen;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Restart without waiting for TIME_WAIT to clear; a live listener on the
+    // port still makes bind fail.
+    socket.set_reuse_address(true)?;
+    if config.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(config.backlog)?;
+    Ok(socket.into())
+}
+
+/// `--max-connections`, lowered to what RLIMIT_NOFILE allows (after raising
+/// the soft limit toward the hard one if it is short).
+fn connection_limit(wanted: u32) -> io::Result<usize> {
+    let fds_wanted = u64::from(wanted) + RESERVED_FDS;
+    let fds = rlimit::increase_nofile_limit(fds_wanted)?;
+    let limit = u64::from(wanted)
+        .min(fds.saturating_sub(RESERVED_FDS))
+        .max(1);
+    if limit < u64::from(wanted) {
+        warn!("RLIMIT_NOFILE is {fds}: accepting at most {limit} connections, not {wanted}");
+    } else {
+        info!("accepting at most {limit} connections");
+    }
+    Ok(limit as usize)
+}
+
+/// Out of descriptors or kernel memory: waiting helps, exiting does not.
+fn is_resource_exhaustion(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

@@ -1,0 +1,68 @@
+//! Counters an operator asks for: logged on SIGUSR1 and at exit.
+
+use std::fmt;
+
+use crate::connection::CloseReason;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub accepted: u64,
+    /// Open connections now.
+    pub active: u64,
+    pub closed_client: u64,
+    pub closed_quit: u64,
+    pub closed_idle: u64,
+    pub closed_error: u64,
+    pub closed_shutdown: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Listener events served; with `largest_batch`, shows whether
+    /// `--accept-batch` ever cuts a batch short.
+    pub accept_batches: u64,
+    pub largest_batch: u64,
+    /// Accepting paused because the process ran out of descriptors or memory.
+    pub accept_pauses_fd: u64,
+    /// Accepting paused because `--max-connections` were open.
+    pub accept_pauses_limit: u64,
+    /// Times a connection's echo buffer filled and reading from it stopped.
+    pub backpressure_pauses: u64,
+}
+
+impl Stats {
+    pub fn record_close(&mut self, reason: CloseReason) {
+        self.active -= 1;
+        *match reason {
+            CloseReason::Client => &mut self.closed_client,
+            CloseReason::Quit => &mut self.closed_quit,
+            CloseReason::Idle => &mut self.closed_idle,
+            CloseReason::Error => &mut self.closed_error,
+            CloseReason::Shutdown => &mut self.closed_shutdown,
+        } += 1;
+    }
+}
+
+/// `key=value` pairs on one line, easy to grep and to parse.
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "accepted={} active={} closed_client={} closed_quit={} closed_idle={} \
+             closed_error={} closed_shutdown={} bytes_in={} bytes_out={} accept_batches={} \
+             largest_batch={} accept_pauses_fd={} accept_pauses_limit={} backpressure_pauses={}",
+            self.accepted,
+            self.active,
+            self.closed_client,
+            self.closed_quit,
+            self.closed_idle,
+            self.closed_error,
+            self.closed_shutdown,
+            self.bytes_in,
+            self.bytes_out,
+            self.accept_batches,
+            self.largest_batch,
+            self.accept_pauses_fd,
+            self.accept_pauses_limit,
+            self.backpressure_pauses,
+        )
+    }
+}
