@@ -36,3 +36,11 @@ nc:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# Syscall summary and an accept batch, under strace during a burst of connects.
+strace: build
+	bash tests/tools/profile.sh strace
+
+# CPU profile (perf record -e cpu-clock -g) during steady echo load.
+perf: build
+	bash tests/tools/profile.sh perf

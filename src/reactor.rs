@@ -97,6 +97,10 @@ impl Server {
             None => bind_listener(config)?,
         };
         listener.set_nonblocking(true)?;
+        // Echo is request/response: Nagle would hold small echoes back waiting
+        // for the client's ACK. Accepted sockets inherit TCP_NODELAY from the
+        // listener on Linux, which saves a setsockopt per connection.
+        socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
         let mut listener = TcpListener::from_std(listener);
         let local_addr = listener.local_addr()?;
 
@@ -283,11 +287,6 @@ impl Server {
     }
 
     fn add_connection(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
-        // Echo is request/response: Nagle would hold small echoes back
-        // waiting for the client's ACK.
-        if let Err(err) = stream.set_nodelay(true) {
-            debug!("{peer}: TCP_NODELAY: {err}");
-        }
         let entry = self.connections.vacant_entry();
         let key = entry.key();
         // Registered once for both directions: no epoll_ctl per message.
@@ -460,4 +459,20 @@ fn is_resource_exhaustion(err: &io::Error) -> bool {
         err.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_tcp_nodelay_from_the_listener() {
+        let config = Config::with_listen("127.0.0.1:0".parse().unwrap());
+        let server = Server::bind(&config).unwrap();
+        let _client = std::net::TcpStream::connect(server.local_addr()).unwrap();
+        // On loopback, connect returns once the handshake is done, so the
+        // connection is already queued.
+        let (accepted, _) = server.listener.as_ref().unwrap().accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 }
