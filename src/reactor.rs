@@ -148,15 +148,18 @@ impl Server {
     pub fn run(mut self) -> io::Result<Stats> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         let mut due = Vec::new();
+        let mut now = Instant::now();
         loop {
-            let timeout = self.poll_timeout(Instant::now());
+            // `now` is as old as this turn's work (microseconds): one clock
+            // read per turn is enough for deadlines measured in milliseconds.
+            let timeout = self.poll_timeout(now);
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 // A signal arrived while blocked; it is read from the pipe.
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(err),
             }
-            let now = Instant::now();
+            now = Instant::now();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.listener_ready = true,

@@ -70,14 +70,15 @@ impl<T> Wheel<T> {
 
     /// Whole ticks from the origin to `t`, rounded up or down.
     fn ticks_until(&self, t: Instant, round_up: bool) -> u64 {
-        let elapsed = t.saturating_duration_since(self.origin).as_nanos();
-        let tick = self.tick.as_nanos();
+        // u64 nanoseconds last 584 years, and divide faster than u128.
+        let elapsed = t.saturating_duration_since(self.origin).as_nanos() as u64;
+        let tick = self.tick.as_nanos() as u64;
         let ticks = if round_up {
             elapsed.div_ceil(tick)
         } else {
             elapsed / tick
         };
-        ticks as u64
+        ticks
     }
 }
 
