@@ -73,12 +73,11 @@ impl<T> Wheel<T> {
         // u64 nanoseconds last 584 years, and divide faster than u128.
         let elapsed = t.saturating_duration_since(self.origin).as_nanos() as u64;
         let tick = self.tick.as_nanos() as u64;
-        let ticks = if round_up {
+        if round_up {
             elapsed.div_ceil(tick)
         } else {
             elapsed / tick
-        };
-        ticks
+        }
     }
 }
 
