@@ -3,7 +3,7 @@ CARGO   ?= cargo
 ADDR    ?= 127.0.0.1:7007
 RELEASE := target/release/echo-reactor
 
-.PHONY: build run test test-cargo test-nc nc lint strace perf
+.PHONY: build run test test-cargo test-nc nc lint strace perf bench bench-quick bench-build torture
 
 build:
 	$(CARGO) build --release
@@ -33,9 +33,10 @@ nc:
 		fi; \
 	fi
 
+# --all-features: the benchmark binaries are linted too.
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --all-features -- -D warnings
 
 # Syscall summary and an accept batch, under strace during a burst of connects.
 strace: build
@@ -44,3 +45,33 @@ strace: build
 # CPU profile (perf record -e cpu-clock -g) during steady echo load.
 perf: build
 	bash tests/tools/profile.sh perf
+
+# Benchmarks (issue 4): echo-reactor side by side with tokio current_thread and
+# a thread-per-connection server (and a C epoll echo if cc exists). `bench` is
+# the full run (~5 min): a markdown table, met/missed per target,
+# target/bench/results.json and results.svg. `bench-quick` takes seconds and
+# judges nothing (CI). BENCH_ARGS passes flags to `echo-bench suite`.
+BENCH_OUT  ?= target/bench
+BENCH_ARGS ?=
+
+bench-build:
+	$(CARGO) build --release --features bench
+
+bench: bench-build
+	target/release/echo-bench suite --out $(BENCH_OUT) $(BENCH_ARGS)
+
+bench-quick: bench-build
+	target/release/echo-bench suite --quick --out $(BENCH_OUT) $(BENCH_ARGS)
+
+# Torture suite (issue 5): every scenario of tests/torture.rs at full size,
+# release build, one at a time (under 5 minutes, loopback only), then the
+# figures. `make test` runs the short version of each scenario.
+TORTURE_LOG ?= target/torture.log
+
+torture:
+	@mkdir -p $(dir $(TORTURE_LOG))
+	@{ TORTURE_FULL=1 $(CARGO) test --release --test torture -- --nocapture --test-threads=1 2>&1; \
+	   echo $$? > $(TORTURE_LOG).rc; } | tee $(TORTURE_LOG)
+	@echo "== torture figures"
+	@grep -o 'FIGURE .*' $(TORTURE_LOG) | sed 's/^FIGURE /  /' || true
+	@rc=$$(cat $(TORTURE_LOG).rc); rm -f $(TORTURE_LOG).rc; exit $$rc

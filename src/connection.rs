@@ -4,16 +4,24 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
 use crate::quit::QuitFilter;
 use crate::stats::Stats;
+use crate::timers::TimerHandle;
 
 /// Reads one connection may make in one turn of the loop before the others
 /// get their turn: a fast sender cannot starve the rest.
 const READS_PER_TURN: u32 = 16;
+
+/// While the server shuts down, a connection that has moved no bytes for this
+/// long is taken to have received everything its client sent before the
+/// signal. Draining stops at a quiet spell rather than at the first drained
+/// read because a client's kernel may still hold data it has sent, waiting
+/// for window space that only our reads open.
+pub const DRAIN_QUIET: Duration = Duration::from_millis(200);
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +104,10 @@ pub struct Connection {
     shutting_down: bool,
     /// When bytes last moved either way: what the idle timer measures.
     pub last_active: Instant,
+    /// The reactor's idle timer for this connection, cancelled when it closes.
+    pub idle_timer: Option<TimerHandle>,
+    /// The reactor's linger timer, armed while lingering.
+    pub linger_timer: Option<TimerHandle>,
 }
 
 impl Connection {
@@ -116,6 +128,8 @@ impl Connection {
             backpressured: false,
             shutting_down: false,
             last_active: now,
+            idle_timer: None,
+            linger_timer: None,
         }
     }
 
@@ -133,9 +147,15 @@ impl Connection {
         self.read_closed |= read_closed;
     }
 
-    /// Asks the connection to finish: echo what has arrived, then close.
+    /// Asks the connection to finish: echo what the client has sent, then
+    /// close once it has gone quiet (see `DRAIN_QUIET`).
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
+        if self.phase == Phase::Open {
+            // However it ends from here (quiet spell, client EOF, timeout),
+            // the shutdown ended it.
+            self.reason = CloseReason::Shutdown;
+        }
     }
 
     /// Does whatever the socket allows now: flush pending echo, read and
@@ -222,10 +242,10 @@ impl Connection {
                 Err(err) => return Some(self.fail(&err)),
             }
         }
-        if self.shutting_down && self.phase == Phase::Open && !self.readable {
-            // Everything received so far is echoed or queued. Held bytes never
+        let quiet = io.now.saturating_duration_since(self.last_active) >= DRAIN_QUIET;
+        if self.shutting_down && self.phase == Phase::Open && !self.readable && quiet {
+            // Everything the client sent is echoed or queued. Held bytes never
             // became `quit`, so they are echoed too.
-            self.reason = CloseReason::Shutdown;
             self.phase = Phase::Flushing;
             let held = self.quit.as_mut().map_or(&b""[..], QuitFilter::finish);
             if let Err(err) = self.send(held, b"", io.stats, io.now) {

@@ -16,7 +16,8 @@ fn main() -> ExitCode {
     let server = match Server::bind(&config) {
         Ok(server) => server,
         Err(err) => {
-            eprintln!("echo-reactor: cannot listen on {}: {err}", config.listen);
+            // The error names what failed, e.g. `cannot listen on ADDR: …`.
+            eprintln!("echo-reactor: {err}");
             return ExitCode::FAILURE;
         }
     };

@@ -16,7 +16,7 @@ use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
-use crate::connection::{CloseReason, Connection, Io, Next};
+use crate::connection::{CloseReason, Connection, Io, Next, DRAIN_QUIET};
 use crate::stats::Stats;
 use crate::timers::Wheel;
 
@@ -76,6 +76,9 @@ pub struct Server {
     linger_timers: Wheel<ConnRef>,
     /// When the drain after SIGINT/SIGTERM ends; `None` while serving.
     shutdown_deadline: Option<Instant>,
+    /// During the drain, when to look again at connections that are waiting
+    /// for a quiet spell (they get no event when nothing happens).
+    next_drain_check: Option<Instant>,
     stats: Stats,
 }
 
@@ -89,27 +92,19 @@ impl Server {
     /// Binds the listener (or takes the one systemd passed in) and prepares
     /// the loop. Nothing is served until `run`.
     pub fn bind(config: &Config) -> io::Result<Server> {
-        let listener = match inherited_listener()? {
-            Some(listener) => {
-                info!("serving the listening socket passed in by LISTEN_FDS");
-                listener
-            }
-            None => bind_listener(config)?,
-        };
-        listener.set_nonblocking(true)?;
-        // Echo is request/response: Nagle would hold small echoes back waiting
-        // for the client's ACK. Accepted sockets inherit TCP_NODELAY from the
-        // listener on Linux, which saves a setsockopt per connection.
-        socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
+        let listener = open_listener(config)?;
         let mut listener = TcpListener::from_std(listener);
         let local_addr = listener.local_addr()?;
 
-        let poll = Poll::new()?;
+        let poll = Poll::new().map_err(|err| context(err, "cannot create the poll"))?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])
+            .map_err(|err| context(err, "cannot install signal handlers"))?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let max_connections = connection_limit(config.max_connections)
+            .map_err(|err| context(err, "cannot read RLIMIT_NOFILE"))?;
 
         let now = Instant::now();
         let idle_timeout = (!config.idle_timeout.is_zero()).then_some(config.idle_timeout);
@@ -123,7 +118,7 @@ impl Server {
             quit_rule: !config.no_quit,
             max_buffer: config.max_buffer as usize,
             accept_batch: config.accept_batch,
-            max_connections: connection_limit(config.max_connections)?,
+            max_connections,
             idle_timeout,
             shutdown_timeout: config.shutdown_timeout,
             listener_ready: false,
@@ -135,6 +130,7 @@ impl Server {
             idle_timers: idle_timeout.map(|timeout| Wheel::new(timeout, now)),
             linger_timers: Wheel::new(LINGER_TIMEOUT, now),
             shutdown_deadline: None,
+            next_drain_check: None,
             stats: Stats::default(),
         })
     }
@@ -194,6 +190,9 @@ impl Server {
             self.fire_timers(now, &mut due);
             self.accept_batch(now);
             if let Some(deadline) = self.shutdown_deadline {
+                if self.next_drain_check.is_some_and(|at| at <= now) {
+                    self.revisit_all(now);
+                }
                 if self.connections.is_empty() {
                     return Ok(self.finish());
                 }
@@ -220,9 +219,12 @@ impl Server {
         match connection.advance(&mut io) {
             Next::Wait => {}
             Next::Yield => self.yielded.push((key, connection.id)),
-            Next::Linger => self
-                .linger_timers
-                .insert(now + LINGER_TIMEOUT, (key, connection.id)),
+            Next::Linger => {
+                let timer = self
+                    .linger_timers
+                    .insert(now + LINGER_TIMEOUT, (key, connection.id));
+                connection.linger_timer = Some(timer);
+            }
             Next::Close(reason) => self.close(key, reason),
         }
     }
@@ -230,6 +232,16 @@ impl Server {
     fn close(&mut self, key: usize, reason: CloseReason) {
         // Dropping the stream closes it, which also takes it out of epoll.
         let connection = self.connections.remove(key);
+        if let (Some(timer), Some(timers)) = (connection.idle_timer, &mut self.idle_timers) {
+            if let Some(((moved, _), timer)) = timers.cancel(timer) {
+                self.connections[moved].idle_timer = Some(timer);
+            }
+        }
+        if let Some(timer) = connection.linger_timer {
+            if let Some(((moved, _), timer)) = self.linger_timers.cancel(timer) {
+                self.connections[moved].linger_timer = Some(timer);
+            }
+        }
         self.stats.record_close(reason);
         debug!("connection {} closed ({reason:?})", connection.id);
     }
@@ -274,13 +286,14 @@ impl Server {
                     self.listener_ready = false;
                     break;
                 }
-                Err(err) if is_resource_exhaustion(&err) => {
+                // One connection's trouble: skip it and take the next.
+                Err(err) if is_one_connections_failure(&err) => debug!("accept: {err}"),
+                // Out of descriptors or memory (or a listener gone bad):
+                // retrying at once would fail again and spin.
+                Err(err) => {
                     self.pause_accepting(&err, now);
                     break;
                 }
-                // One connection's trouble (ECONNABORTED: the client gave up
-                // while queued; EINTR; EPROTO; EPERM from a firewall): skip it.
-                Err(err) => debug!("accept: {err}"),
             }
         }
         if accepted > 0 {
@@ -304,15 +317,18 @@ impl Server {
         let id = self.stats.accepted;
         self.stats.accepted += 1;
         self.stats.active += 1;
-        entry.insert(Connection::new(stream, id, self.quit_rule, now));
+        let mut connection = Connection::new(stream, id, self.quit_rule, now);
         if let (Some(timers), Some(timeout)) = (&mut self.idle_timers, self.idle_timeout) {
-            timers.insert(now + timeout, (key, id));
+            connection.idle_timer = Some(timers.insert(now + timeout, (key, id)));
         }
+        entry.insert(connection);
         debug!("connection {id} from {peer} opened");
     }
 
     fn pause_accepting(&mut self, err: &io::Error, now: Instant) {
-        self.stats.accept_pauses_fd += 1;
+        if is_resource_exhaustion(err) {
+            self.stats.accept_pauses_fd += 1;
+        }
         self.accept_paused_until = Some(now + ACCEPT_PAUSE);
         let recently = self
             .last_accept_warning
@@ -331,27 +347,31 @@ impl Server {
     }
 
     fn fire_timers(&mut self, now: Instant, due: &mut Vec<ConnRef>) {
-        if let (Some(timers), Some(timeout)) = (&mut self.idle_timers, self.idle_timeout) {
+        // Taken out while firing so that `close` can borrow `self`; the
+        // connections closed here have no idle timer left to cancel.
+        if let (Some(mut timers), Some(timeout)) = (self.idle_timers.take(), self.idle_timeout) {
             timers.expire(now, due);
             for (key, id) in due.drain(..) {
-                let Some(connection) = self.connections.get(key).filter(|c| c.id == id) else {
+                let Some(connection) = self.connections.get_mut(key).filter(|c| c.id == id) else {
                     continue;
                 };
+                connection.idle_timer = None;
                 let deadline = connection.last_active + timeout;
                 if deadline <= now {
                     debug!("connection {id}: idle for {timeout:?}");
-                    self.connections.remove(key);
-                    self.stats.record_close(CloseReason::Idle);
+                    self.close(key, CloseReason::Idle);
                 } else {
                     // Active since the timer was armed: arm it for the new
                     // deadline instead of touching timers on every event.
-                    timers.insert(deadline, (key, id));
+                    connection.idle_timer = Some(timers.insert(deadline, (key, id)));
                 }
             }
+            self.idle_timers = Some(timers);
         }
         self.linger_timers.expire(now, due);
         for (key, id) in due.drain(..) {
-            if let Some(connection) = self.connections.get(key).filter(|c| c.id == id) {
+            if let Some(connection) = self.connections.get_mut(key).filter(|c| c.id == id) {
+                connection.linger_timer = None;
                 let reason = connection.close_reason();
                 self.close(key, reason);
             }
@@ -373,6 +393,7 @@ impl Server {
             self.linger_timers.next_deadline(),
             accept_resume,
             self.shutdown_deadline,
+            self.next_drain_check,
         ]
         .into_iter()
         .flatten()
@@ -403,10 +424,18 @@ impl Server {
         // Closing the listener refuses new clients at once.
         self.listener = None;
         self.shutdown_deadline = Some(now + self.shutdown_timeout);
-        for (key, connection) in self.connections.iter_mut() {
+        for (_, connection) in self.connections.iter_mut() {
             connection.begin_shutdown();
-            self.yielded.push((key, connection.id));
         }
+        self.revisit_all(now);
+    }
+
+    /// Serves every connection next turn, and again a little later: during
+    /// the drain, a quiet connection is closed by a visit, not by an event.
+    fn revisit_all(&mut self, now: Instant) {
+        self.yielded
+            .extend(self.connections.iter().map(|(key, c)| (key, c.id)));
+        self.next_drain_check = Some(now + DRAIN_QUIET / 2);
     }
 
     /// Closes what is left and reports the totals.
@@ -420,10 +449,37 @@ impl Server {
     }
 }
 
-/// The listening socket systemd passed in, if `LISTEN_FDS`/`LISTEN_PID` name
-/// this process.
-fn inherited_listener() -> io::Result<Option<std::net::TcpListener>> {
-    listenfd::ListenFd::from_env().take_tcp_listener(0)
+/// The listening socket systemd passed in (when `LISTEN_FDS`/`LISTEN_PID`
+/// name this process), else a new one bound to `--listen`. Errors say which.
+fn open_listener(config: &Config) -> io::Result<std::net::TcpListener> {
+    let inherited = listenfd::ListenFd::from_env()
+        .take_tcp_listener(0)
+        .map_err(|err| context(err, "cannot use the socket passed in LISTEN_FDS"))?;
+    let listener = match inherited {
+        Some(listener) => {
+            // accept on a socket that is not listening fails every time.
+            if !socket2::SockRef::from(&listener).is_listener()? {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the socket passed in LISTEN_FDS is not listening",
+                ));
+            }
+            info!("serving the listening socket passed in LISTEN_FDS");
+            listener
+        }
+        None => bind_listener(config)
+            .map_err(|err| context(err, &format!("cannot listen on {}", config.listen)))?,
+    };
+    listener.set_nonblocking(true)?;
+    // Echo is request/response: Nagle would hold small echoes back waiting
+    // for the client's ACK. Accepted sockets inherit TCP_NODELAY from the
+    // listener on Linux, which saves a setsockopt per connection.
+    socket2::SockRef::from(&listener).set_tcp_nodelay(true)?;
+    Ok(listener)
+}
+
+fn context(err: io::Error, what: &str) -> io::Error {
+    io::Error::new(err.kind(), format!("{what}: {err}"))
 }
 
 fn bind_listener(config: &Config) -> io::Result<std::net::TcpListener> {
@@ -454,6 +510,28 @@ fn connection_limit(wanted: u32) -> io::Result<usize> {
         info!("accepting at most {limit} connections");
     }
     Ok(limit as usize)
+}
+
+/// Errors that belong to one queued connection, not to the listener:
+/// ECONNABORTED (the client gave up while queued), EINTR, EPERM (a firewall),
+/// and the network errors Linux passes on from the new socket (accept(2)).
+fn is_one_connections_failure(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EINTR
+                | libc::EPERM
+                | libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+        )
+    )
 }
 
 /// Out of descriptors or kernel memory: waiting helps, exiting does not.

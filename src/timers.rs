@@ -1,13 +1,23 @@
-//! A timing wheel: O(1) to arm a deadline, O(expired) to collect the due ones.
+//! A timing wheel: O(1) to arm or cancel a deadline, O(expired) to collect
+//! the due ones.
 //!
 //! Deadlines are rounded up to a tick of 1/64 of the longest deadline the
 //! wheel is built for, so a timer fires never early and at most one tick late.
-//! Timers are never cancelled: the owner checks, when one fires, whether it
-//! still matters (the connection may be gone, or active again).
+//! Each armed item has a `TimerHandle`; cancelling it may move another item
+//! within its slot, and `cancel` returns that item's new handle so the owner
+//! can note it. Without cancelling, every closed connection would leave an
+//! entry behind until its deadline: memory growing with connection rate.
 
 use std::time::{Duration, Instant};
 
 const TICKS_PER_HORIZON: u32 = 64;
+
+/// Where an armed item sits: valid until it fires or is cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerHandle {
+    slot: u32,
+    index: u32,
+}
 
 pub struct Wheel<T> {
     /// Width of one slot.
@@ -23,7 +33,7 @@ pub struct Wheel<T> {
     len: usize,
 }
 
-impl<T> Wheel<T> {
+impl<T: Copy> Wheel<T> {
     /// A wheel for deadlines at most `horizon` after the moment they are armed.
     pub fn new(horizon: Duration, now: Instant) -> Self {
         let tick = (horizon / TICKS_PER_HORIZON).max(Duration::from_millis(1));
@@ -37,12 +47,26 @@ impl<T> Wheel<T> {
         }
     }
 
-    pub fn insert(&mut self, deadline: Instant, item: T) {
+    pub fn insert(&mut self, deadline: Instant, item: T) -> TimerHandle {
         let last = self.next_tick + self.slots.len() as u64 - 1;
         let tick = self.ticks_until(deadline, true).clamp(self.next_tick, last);
         let slot = (tick % self.slots.len() as u64) as usize;
         self.slots[slot].push(item);
         self.len += 1;
+        TimerHandle {
+            slot: slot as u32,
+            index: (self.slots[slot].len() - 1) as u32,
+        }
+    }
+
+    /// Disarms the item at `handle`. The last item of its slot takes its
+    /// place; that item and its new handle are returned, if there was one.
+    pub fn cancel(&mut self, handle: TimerHandle) -> Option<(T, TimerHandle)> {
+        let slot = &mut self.slots[handle.slot as usize];
+        slot.swap_remove(handle.index as usize);
+        self.len -= 1;
+        slot.get(handle.index as usize)
+            .map(|&moved| (moved, handle))
     }
 
     /// Moves every item due by `now` into `due`.
@@ -50,8 +74,10 @@ impl<T> Wheel<T> {
         let current = self.ticks_until(now, false);
         while self.len > 0 && self.next_tick <= current {
             let slot = (self.next_tick % self.slots.len() as u64) as usize;
-            self.len -= self.slots[slot].len();
-            due.append(&mut self.slots[slot]);
+            // Taking the Vec also gives its memory back after a burst.
+            let items = std::mem::take(&mut self.slots[slot]);
+            self.len -= items.len();
+            due.extend(items);
             self.next_tick += 1;
         }
         // Nothing is armed before `current`: skip the empty slots at once.
@@ -117,6 +143,26 @@ mod tests {
         assert_eq!(due, [2]);
         wheel.expire(later + Duration::from_millis(70), &mut due);
         assert_eq!(due, [2, 1]);
+    }
+
+    #[test]
+    fn cancelled_items_never_fire_and_moved_items_keep_working() {
+        let start = Instant::now();
+        let mut wheel = Wheel::new(Duration::from_millis(640), start);
+        let deadline = start + Duration::from_millis(100);
+        let a = wheel.insert(deadline, 'a');
+        let _b = wheel.insert(deadline, 'b');
+        let c = wheel.insert(deadline, 'c');
+        // Cancelling `a` moves `c` into its place.
+        let (moved, c_now) = wheel.cancel(a).unwrap();
+        assert_eq!(moved, 'c');
+        assert_ne!(c_now, c);
+        // Cancelling `c` in turn moves `b` into the same place.
+        assert_eq!(wheel.cancel(c_now), Some(('b', c_now)));
+        let mut due = Vec::new();
+        wheel.expire(start + Duration::from_secs(1), &mut due);
+        assert_eq!(due, ['b']);
+        assert_eq!(wheel.next_deadline(), None);
     }
 
     #[test]

@@ -1,0 +1,309 @@
+//! Issue 3, graceful shutdown: SIGTERM/SIGINT stop accepting, drain what
+//! clients already sent, exit 0 with a `final stats:` line; a second signal
+//! exits at once; `--shutdown-timeout` bounds the drain. Real binary, real
+//! sockets.
+
+mod ops_support;
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ops_support::*;
+
+const MIB: usize = 1024 * 1024;
+
+/// A client has up to 8 MiB in the pipe and has read none of its echo when
+/// the signal comes: it still gets every byte, new clients are refused from
+/// then on, and the process exits 0 soon after the client has its echo.
+fn drains_echo_in_flight(sig: &str) {
+    let mut server = Server::start(&["--shutdown-timeout", "10"]);
+    let addr = server.addr;
+    let mut client = server.connect();
+    let data = pattern(8 * MIB, 1);
+    // Everything written here is in the kernel: in the client's send buffer,
+    // the server's receive buffer, its echo buffer, its send buffer or the
+    // client's receive buffer. 8 MiB does not always fit; what does is the
+    // echo in flight.
+    let written = write_until_full(&mut client, &data, Duration::from_millis(500));
+    assert!(
+        written >= MIB,
+        "only {written} bytes fit in the pipe; expected at least 1 MiB in flight"
+    );
+    eprintln!("{written} bytes in flight at SIG{sig}");
+
+    server.signal(sig);
+    let signalled = Instant::now();
+    server
+        .log
+        .wait_for("shutting down", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no `shutting down` line; stderr:\n{}", server.log.dump()));
+    // The client has not read, so the drain cannot have finished: the
+    // process is alive and its listener is closed.
+    assert!(server.try_status().is_none(), "exited before the drain");
+    assert_refused_soon(addr, Duration::from_secs(1));
+    server.assert_one_thread("while draining");
+
+    let echo = read_to_eof(&mut client).expect("reading the echo during the drain");
+    assert_eq!(echo.len(), written, "echo length after SIG{sig}");
+    assert!(echo == data[..written], "echo differs from what was sent");
+    drop(client);
+
+    let status = server.expect_exit(Duration::from_secs(12));
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status:?} after SIG{sig}");
+    assert!(
+        took < Duration::from_secs(10),
+        "took {took:?} to exit, longer than --shutdown-timeout 10"
+    );
+    let fin = server.final_stats();
+    assert_eq!(fin.get("accepted"), 1);
+    assert_eq!(fin.get("active"), 0);
+    assert_eq!(fin.get("closed_shutdown"), 1);
+    assert_eq!(fin.get("bytes_in"), written as u64);
+    assert_eq!(fin.get("bytes_out"), written as u64);
+    assert_refused(addr);
+}
+
+#[test]
+fn sigterm_drains_echo_in_flight_and_exits_zero() {
+    drains_echo_in_flight("TERM");
+}
+
+#[test]
+fn sigint_drains_echo_in_flight_and_exits_zero() {
+    drains_echo_in_flight("INT");
+}
+
+/// The signal lands while a client streams and reads at full speed: the
+/// client gets a clean EOF after an exact prefix of its stream, at least
+/// everything it had written before the signal.
+#[test]
+fn sigterm_mid_stream_echoes_everything_written_before_it() {
+    let mut server = Server::start(&["--shutdown-timeout", "10"]);
+    let client = server.connect();
+    let mut reader = client.try_clone().unwrap();
+    let mut writer = client;
+    let total = 64 * MIB;
+    let data = Arc::new(pattern(total, 2));
+    let written = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer_thread = {
+        let (data, written, stop) = (data.clone(), written.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut at = 0;
+            while at < data.len() && !stop.load(Ordering::SeqCst) {
+                let end = data.len().min(at + 16 * 1024);
+                match writer.write(&data[at..end]) {
+                    Ok(n) => {
+                        at += n;
+                        written.store(at as u64, Ordering::SeqCst);
+                    }
+                    // The server stopped reading and closed: expected.
+                    Err(_) => break,
+                }
+            }
+            writer
+        })
+    };
+
+    let mut echoed = 0;
+    let mut buf = vec![0; 256 * 1024];
+    let mut written_before_signal = None;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => panic!("read after {echoed} echoed bytes: {e}"),
+        };
+        if n == 0 {
+            break;
+        }
+        assert!(
+            buf[..n] == data[echoed..echoed + n],
+            "echo differs at byte {echoed}"
+        );
+        echoed += n;
+        if written_before_signal.is_none() && echoed >= 2 * MIB {
+            written_before_signal = Some(written.load(Ordering::SeqCst) as usize);
+            server.signal("TERM");
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let written_before_signal = written_before_signal.expect("the stream ended before 2 MiB");
+    eprintln!(
+        "written before SIGTERM: {written_before_signal}, echoed: {echoed}, written in all: {}",
+        written.load(Ordering::SeqCst)
+    );
+    assert!(
+        echoed >= written_before_signal,
+        "only {echoed} bytes echoed, but {written_before_signal} were written before SIGTERM"
+    );
+    let writer = writer_thread.join().unwrap();
+    drop(writer);
+    drop(reader);
+    let status = server.expect_exit(Duration::from_secs(12));
+    assert!(status.success(), "exit status {status:?}");
+    let fin = server.final_stats();
+    assert_eq!(fin.get("closed_shutdown"), 1, "{fin:?}");
+    assert_eq!(fin.get("bytes_out"), echoed as u64, "{fin:?}");
+}
+
+/// A second signal, of either kind, ends the drain at once (exit 0).
+fn second_signal_exits_at_once(first: &str, second: &str) {
+    let mut server = Server::start(&["--shutdown-timeout", "30"]);
+    let mut client = server.connect();
+    let written = write_until_full(
+        &mut client,
+        &pattern(8 * MIB, 3),
+        Duration::from_millis(300),
+    );
+    assert!(written > 0);
+    server.signal(first);
+    server
+        .log
+        .wait_for("shutting down", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no `shutting down` line; stderr:\n{}", server.log.dump()));
+    assert_refused_soon(server.addr, Duration::from_secs(1));
+    let second_at = Instant::now();
+    server.signal(second);
+    let status = server.expect_exit(Duration::from_secs(5));
+    let took = second_at.elapsed();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "exit took {took:?} after the second signal"
+    );
+    assert!(
+        server
+            .log
+            .wait_for("second signal", Duration::ZERO)
+            .is_some(),
+        "no `second signal` line; stderr:\n{}",
+        server.log.dump()
+    );
+    let fin = server.final_stats();
+    assert_eq!(fin.get("closed_shutdown"), 1, "{fin:?}");
+    assert_eq!(fin.get("active"), 0, "{fin:?}");
+    // The connection is gone: reading ends (EOF or reset), it does not hang.
+    let _ = read_to_eof(&mut client);
+    assert_refused(server.addr);
+}
+
+#[test]
+fn second_sigterm_exits_at_once() {
+    second_signal_exits_at_once("TERM", "TERM");
+}
+
+#[test]
+fn sigint_after_sigterm_exits_at_once() {
+    second_signal_exits_at_once("TERM", "INT");
+}
+
+/// A client that never reads its large echo cannot hold the process: it
+/// exits 0 when `--shutdown-timeout` (fractional) runs out.
+#[test]
+fn shutdown_timeout_bounds_the_drain() {
+    let mut server = Server::start(&["--shutdown-timeout", "1.5"]);
+    let mut client = server.connect();
+    let written = write_until_full(
+        &mut client,
+        &pattern(8 * MIB, 4),
+        Duration::from_millis(300),
+    );
+    assert!(written >= MIB, "only {written} bytes in flight");
+    server.signal("TERM");
+    let signalled = Instant::now();
+    let status = server.expect_exit(Duration::from_secs(10));
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(3500),
+        "exited {took:?} after SIGTERM; --shutdown-timeout 1.5"
+    );
+    assert!(
+        server
+            .log
+            .wait_for("shutdown timeout", Duration::ZERO)
+            .is_some(),
+        "no `shutdown timeout` line; stderr:\n{}",
+        server.log.dump()
+    );
+    let fin = server.final_stats();
+    assert_eq!(fin.get("closed_shutdown"), 1, "{fin:?}");
+    assert!(fin.get("bytes_out") < written as u64, "{fin:?}");
+    drop(client);
+}
+
+/// Nothing to drain: the process exits 0 at once, with a `final stats:`
+/// line that counts what it served.
+#[test]
+fn idle_server_exits_at_once_with_final_stats() {
+    for sig in ["TERM", "INT"] {
+        let mut server = Server::start(&[]);
+        echo_session(server.addr, b"one line\n");
+        server.stats_until(Duration::from_secs(5), |s| s.get("active") == 0);
+        server.signal(sig);
+        let signalled = Instant::now();
+        let status = server.expect_exit(Duration::from_secs(5));
+        assert!(status.success(), "SIG{sig}: exit status {status:?}");
+        assert!(
+            signalled.elapsed() < Duration::from_secs(1),
+            "SIG{sig}: idle server took {:?} to exit",
+            signalled.elapsed()
+        );
+        let fin = server.final_stats();
+        assert_eq!(fin.get("accepted"), 1);
+        assert_eq!(fin.get("closed_client"), 1);
+        assert_eq!(fin.get("bytes_in"), 9);
+        assert_eq!(fin.get("bytes_out"), 9);
+        assert_refused(server.addr);
+    }
+}
+
+/// Connected clients that sent nothing see EOF at once; when they close,
+/// the process exits.
+#[test]
+fn idle_connections_see_eof_and_the_process_exits() {
+    let mut server = Server::start(&["--shutdown-timeout", "10"]);
+    let mut clients: Vec<_> = (0..5).map(|_| server.connect()).collect();
+    for client in &mut clients {
+        roundtrip(client, b"hi\n");
+    }
+    server.signal("TERM");
+    let signalled = Instant::now();
+    for client in &mut clients {
+        expect_eof(client);
+    }
+    drop(clients);
+    let status = server.expect_exit(Duration::from_secs(5));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "took {:?} to exit once the clients closed",
+        signalled.elapsed()
+    );
+    let fin = server.final_stats();
+    assert_eq!(fin.get("accepted"), 5);
+    assert_eq!(fin.get("closed_shutdown"), 5, "{fin:?}");
+}
+
+/// A line start held back as a possible `quit` (`qu`) is echoed when the
+/// shutdown ends the stream: nothing the client sent is lost.
+#[test]
+fn held_quit_prefix_is_echoed_at_shutdown() {
+    let mut server = Server::start(&[]);
+    let mut client = server.connect();
+    client.write_all(b"hello\nqu").unwrap();
+    let mut first = [0; 6];
+    client.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"hello\n");
+    server.signal("TERM");
+    let rest = read_to_eof(&mut client).expect("read after SIGTERM");
+    assert_eq!(rest, b"qu", "held bytes after SIGTERM");
+    client.shutdown(Shutdown::Both).unwrap();
+    drop(client);
+    assert!(server.expect_exit(Duration::from_secs(5)).success());
+    assert_eq!(server.final_stats().get("bytes_out"), 8);
+}
