@@ -57,6 +57,10 @@ enum Cmd {
         /// Syscall counter when --pid is given: auto, perf, strace or none.
         #[arg(long, default_value = "none")]
         syscalls: Method,
+        /// Send each connection's next request as soon as its echo is in
+        /// (default: after reading every echo of the poll batch).
+        #[arg(long)]
+        immediate: bool,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
             warmup,
             pid,
             syscalls,
+            immediate,
             json,
         } => (
             check(addr).and_then(|_| {
@@ -122,6 +127,7 @@ fn main() -> ExitCode {
                     warmup,
                     pid,
                     syscalls,
+                    immediate,
                 })
             }),
             json,

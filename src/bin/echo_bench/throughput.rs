@@ -29,6 +29,9 @@ pub struct Opts {
     pub warmup: f64,
     pub pid: Option<u32>,
     pub syscalls: Method,
+    /// Send each connection's next request right after its echo, instead of
+    /// after every event of the poll batch has been read.
+    pub immediate: bool,
 }
 
 struct Conn {
@@ -57,6 +60,10 @@ struct Gen {
     mismatches: u64,
     first_error: Option<String>,
     verified: u64,
+    immediate: bool,
+    /// Connections whose echo completed in this poll batch, to send again.
+    ready: Vec<usize>,
+    evbuf: Vec<(usize, bool, bool)>,
 }
 
 enum Step {
@@ -148,8 +155,12 @@ impl Gen {
                             self.busy -= 1;
                             self.done += 1;
                             if issuing {
-                                if let Step::Fail(why, m) = self.issue(i) {
-                                    self.fail(i, why, m);
+                                if self.immediate {
+                                    if let Step::Fail(why, m) = self.issue(i) {
+                                        self.fail(i, why, m);
+                                    }
+                                } else {
+                                    self.ready.push(i);
                                 }
                             }
                             // Everything sent so far was echoed: nothing is left to read.
@@ -183,20 +194,32 @@ impl Gen {
                 return;
             }
             let _ = self.poll.poll(&mut self.events, Some(deadline - now));
-            let evs: Vec<(usize, bool, bool)> = self
-                .events
-                .iter()
-                .map(|e| {
-                    (
-                        e.token().0,
-                        e.is_readable() || e.is_read_closed() || e.is_error(),
-                        e.is_writable() || e.is_error(),
-                    )
-                })
-                .collect();
-            for (i, r, w) in evs {
+            let mut evs = std::mem::take(&mut self.evbuf);
+            evs.clear();
+            evs.extend(self.events.iter().map(|e| {
+                (
+                    e.token().0,
+                    e.is_readable() || e.is_read_closed() || e.is_error(),
+                    e.is_writable() || e.is_error(),
+                )
+            }));
+            for &(i, r, w) in &evs {
                 self.on_event(i, r, w, issuing);
             }
+            self.evbuf = evs;
+            // Read every echo of the batch first, then send the next requests
+            // back to back: the server is woken once per burst rather than
+            // once per request, as with many independent clients.
+            let ready = std::mem::take(&mut self.ready);
+            for &i in &ready {
+                if !self.conns[i].dead && !self.conns[i].busy {
+                    if let Step::Fail(why, m) = self.issue(i) {
+                        self.fail(i, why, m);
+                    }
+                }
+            }
+            self.ready = ready;
+            self.ready.clear();
         }
     }
 
@@ -247,6 +270,9 @@ pub fn run(o: &Opts) -> Result<Value, String> {
         mismatches: 0,
         first_error: None,
         verified: 0,
+        immediate: o.immediate,
+        ready: Vec::with_capacity(o.conns),
+        evbuf: Vec::with_capacity(1024),
     };
 
     // Connect in batches of 64 handshakes, below any listen backlog (std and
