@@ -169,9 +169,9 @@ impl Server {
                         }
                     }
                     Token(key) => {
-                        // A stale event for a connection closed earlier in this
-                        // batch finds no entry (or a new one, whose read then
-                        // just says WouldBlock).
+                        // An event for a connection closed earlier in this
+                        // batch finds no entry: keys are reused only by
+                        // accepts, which come after the events.
                         if let Some(connection) = self.connections.get_mut(key) {
                             connection.note_event(
                                 event.is_readable() || event.is_error(),
