@@ -7,7 +7,7 @@ use clap::Parser;
 
 /// A single-threaded mio reactor that echoes every byte back.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "echo-reactor", version, about)]
+#[command(name = "echo-reactor", version, about, allow_negative_numbers = true)]
 pub struct Config {
     /// Address to listen on; port 0 lets the kernel choose. IPv6 works: [::1]:7007.
     #[arg(long, default_value = "127.0.0.1:7007", value_name = "ADDR")]
@@ -82,6 +82,14 @@ mod tests {
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("soon").is_err());
         assert!(parse_seconds("inf").is_err());
+    }
+
+    #[test]
+    fn negative_values_are_rejected_naming_the_flag() {
+        for (flag, value) in [("--max-buffer", "-5"), ("--idle-timeout", "-1")] {
+            let err = Config::try_parse_from(["echo-reactor", flag, value]).unwrap_err();
+            assert!(err.to_string().contains(flag), "{err}");
+        }
     }
 
     #[test]

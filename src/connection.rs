@@ -242,8 +242,11 @@ impl Connection {
                 Err(err) => return Some(self.fail(&err)),
             }
         }
-        let quiet = io.now.saturating_duration_since(self.last_active) >= DRAIN_QUIET;
-        if self.shutting_down && self.phase == Phase::Open && !self.readable && quiet {
+        if self.shutting_down
+            && self.phase == Phase::Open
+            && !self.readable
+            && io.now.saturating_duration_since(self.last_active) >= DRAIN_QUIET
+        {
             // Everything the client sent is echoed or queued. Held bytes never
             // became `quit`, so they are echoed too.
             self.phase = Phase::Flushing;

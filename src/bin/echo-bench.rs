@@ -13,6 +13,7 @@
 #[path = "echo_bench/mod.rs"]
 mod echo_bench;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,15 +99,18 @@ enum Cmd {
     Suite(suite::SuiteArgs),
 }
 
+/// A mode's result, whether to print it as JSON, and its text printer.
+type Outcome = (
+    Result<serde_json::Value, String>,
+    bool,
+    fn(&serde_json::Value) -> String,
+);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     net::raise_nofile();
     let check = |a: SocketAddr| net::check_loopback(a);
-    let (res, json, human): (
-        Result<serde_json::Value, String>,
-        bool,
-        fn(&serde_json::Value),
-    ) = match cli.cmd {
+    let (res, json, human): Outcome = match cli.cmd {
         Cmd::Throughput {
             addr,
             connections,
@@ -179,11 +183,9 @@ fn main() -> ExitCode {
     };
     match res {
         Ok(v) => {
-            if json {
-                println!("{v}");
-            } else {
-                human(&v);
-            }
+            // Ignore a closed stdout (e.g. piped into `head`).
+            let text = if json { format!("{v}\n") } else { human(&v) };
+            let _ = std::io::stdout().write_all(text.as_bytes());
             ExitCode::SUCCESS
         }
         Err(e) => {

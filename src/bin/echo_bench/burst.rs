@@ -205,19 +205,24 @@ pub fn run(o: &Opts) -> Result<Value, String> {
     }))
 }
 
-pub fn print_human(v: &Value) {
+pub fn print_human(v: &Value) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
     let e = &v["echo_ms"];
     let f = |x: &Value| x.as_f64().map_or("n/a".to_string(), |x| format!("{x:.1}"));
-    println!(
+    let _ = writeln!(
+ o,
         "burst {} clients: {} echoed, {} failed; echo ms first {}  p50 {}  p99 {}  last {} (all connects issued in {} ms)",
         v["clients"], v["ok"], v["failures"], f(&e["first"]), f(&e["p50"]), f(&e["p99"]), f(&e["last"]),
         f(&v["connects_issued_ms"])
     );
     if v["failures"].as_u64().unwrap_or(0) > 0 {
-        println!("failure reasons: {}", v["failure_reasons"]);
+        let _ = writeln!(o, "failure reasons: {}", v["failure_reasons"]);
     }
-    println!(
+    let _ = writeln!(
+        o,
         "kernel TCP counters (whole host, delta): {}",
         v["tcp_counters_delta"]
     );
+    o
 }

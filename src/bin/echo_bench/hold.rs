@@ -243,21 +243,26 @@ pub fn run(o: &Opts) -> Result<Value, String> {
     }))
 }
 
-pub fn print_human(v: &Value) {
+pub fn print_human(v: &Value) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
     let f = |x: &Value| x.as_f64().map_or("n/a".to_string(), |x| format!("{x:.0}"));
-    println!(
+    let _ = writeln!(
+ o,
         "hold {} connections: {} open, {} echoed one line, {} failed (connect {} ms, echo round {} ms)",
         v["connections"], v["open"], v["echoed"], v["failed"], f(&v["connect_ms"]), f(&v["echo_round_ms"])
     );
     let r = &v["rss_kb"];
     if !r["before"].is_null() {
-        println!(
+        let _ = writeln!(
+ o,
             "server RSS KiB: before {}  idle {}  after echo {}  peak {}; per connection: {} B idle, {} B after echo",
             r["before"], r["idle"], r["after_echo"], r["peak"],
             f(&v["rss_bytes_per_conn_idle"]), f(&v["rss_bytes_per_conn_after_echo"])
         );
     }
     if let Some(e) = v["first_error"].as_str() {
-        println!("first error: {e}");
+        let _ = writeln!(o, "first error: {e}");
     }
+    o
 }

@@ -39,7 +39,7 @@ pub struct SuiteArgs {
     /// Rounds (servers alternate inside each round; medians are reported) [default: 3, quick 1].
     #[arg(long)]
     pub rounds: Option<usize>,
-    /// Measured seconds per throughput run [default: 3, quick 0.5].
+    /// Measured seconds per throughput run [default: 2.5, quick 0.3].
     #[arg(long)]
     pub seconds: Option<f64>,
     /// Syscall counter: auto (perf, else strace, else n/a), perf, strace or none.
@@ -337,6 +337,7 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
     );
 
     let mut samples: Samples = BTreeMap::new();
+    let mut failed_runs = 0usize;
     let mut raw: Vec<Value> = Vec::new();
     let push = |samples: &mut Samples, s: &'static str, k: String, v: Option<f64>| {
         if let Some(v) = v {
@@ -350,7 +351,14 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
         for &(c, l) in &plan.loads {
             let key = format!("{c}x{l}");
             for s in &servers {
-                let r = start(s, pin, &logs)?;
+                let r = match start(s, pin, &logs) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("  {:<12} {e}", s.name);
+                        failed_runs += 1;
+                        continue;
+                    }
+                };
                 let mut args = cmdline(&["throughput", "-a", &r.addr]);
                 args.extend(cmdline(&[
                     "-c",
@@ -420,6 +428,15 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
                             format!("peak_rss_kb_{key}"),
                             f(&v["server_peak_rss_kb"]),
                         );
+                        let bad = v["errors"].as_u64().unwrap_or(0)
+                            + v["mismatches"].as_u64().unwrap_or(0);
+                        if bad > 0 {
+                            eprintln!(
+                                "  {:<12} {key}: {bad} connection(s) failed or echoed wrong bytes: {}",
+                                s.name, v["first_error"]
+                            );
+                            failed_runs += 1;
+                        }
                         push(
                             &mut samples,
                             s.name,
@@ -440,7 +457,10 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
                         }
                         raw.push(json!({"round": round, "server": s.name, "run": format!("throughput_{key}"), "result": v}));
                     }
-                    Err(e) => eprintln!("  {:<12} {key}: {e}", s.name),
+                    Err(e) => {
+                        eprintln!("  {:<12} {key}: {e}", s.name);
+                        failed_runs += 1;
+                    }
                 }
             }
         }
@@ -449,7 +469,14 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
             for &(c, l) in &plan.loads {
                 let key = format!("{c}x{l}");
                 for s in &servers {
-                    let r = start(s, pin, &logs)?;
+                    let r = match start(s, pin, &logs) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            eprintln!("  {:<12} {e}", s.name);
+                            failed_runs += 1;
+                            continue;
+                        }
+                    };
                     let mut args = cmdline(&["throughput", "-a", &r.addr]);
                     args.extend(cmdline(&[
                         "-c",
@@ -483,14 +510,24 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
                             );
                             raw.push(json!({"round": round, "server": s.name, "run": format!("syscalls_{key}"), "result": v}));
                         }
-                        Err(e) => eprintln!("  {:<12} syscalls {key}: {e}", s.name),
+                        Err(e) => {
+                            eprintln!("  {:<12} syscalls {key}: {e}", s.name);
+                            failed_runs += 1;
+                        }
                     }
                 }
             }
         }
         // Idle connections: RSS per connection.
         for s in &servers {
-            let r = start(s, pin, &logs)?;
+            let r = match start(s, pin, &logs) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("  {:<12} {e}", s.name);
+                    failed_runs += 1;
+                    continue;
+                }
+            };
             let args = cmdline(&[
                 "hold",
                 "-a",
@@ -522,13 +559,23 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
                     push(&mut samples, s.name, "hold_failed".into(), f(&v["failed"]));
                     raw.push(json!({"round": round, "server": s.name, "run": "hold", "result": v}));
                 }
-                Err(e) => eprintln!("  {:<12} hold: {e}", s.name),
+                Err(e) => {
+                    eprintln!("  {:<12} hold: {e}", s.name);
+                    failed_runs += 1;
+                }
             }
         }
         // Bursts.
         for &n in &plan.bursts {
             for s in &servers {
-                let r = start(s, pin, &logs)?;
+                let r = match start(s, pin, &logs) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("  {:<12} {e}", s.name);
+                        failed_runs += 1;
+                        continue;
+                    }
+                };
                 let args = cmdline(&[
                     "burst",
                     "-a",
@@ -566,7 +613,10 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
                         push(&mut samples, s.name, format!("burst_syn_{n}"), syn);
                         raw.push(json!({"round": round, "server": s.name, "run": format!("burst_{n}"), "result": v}));
                     }
-                    Err(e) => eprintln!("  {:<12} burst {n}: {e}", s.name),
+                    Err(e) => {
+                        eprintln!("  {:<12} burst {n}: {e}", s.name);
+                        failed_runs += 1;
+                    }
                 }
             }
         }
@@ -819,6 +869,28 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
     }
 
     println!("{table}");
+    // Say where the load generator, not the server, set the pace.
+    let mut notes = Vec::new();
+    for k in [&k1, &k2] {
+        for n in &names {
+            let (srv, gen) = (
+                med(n, &format!("cpu_util_{k}")),
+                med(n, &format!("load_util_{k}")),
+            );
+            if let (Some(srv), Some(gen)) = (srv, gen) {
+                if gen >= 0.93 && srv < 0.90 {
+                    notes.push(format!(
+                        "note: {n} at {k}: load generator {:.0}% busy, server {:.0}%: req/s is generator-bound there (req per CPU-s still compares)",
+                        gen * 100.0,
+                        srv * 100.0
+                    ));
+                }
+            }
+        }
+    }
+    for n in &notes {
+        println!("{n}");
+    }
     if a.quick {
         println!("quick run: numbers are indicative only; targets are not judged.");
     } else {
@@ -848,6 +920,7 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
         },
         "summary": summary,
         "table_markdown": table,
+        "notes": notes,
         "targets": if a.quick { Value::Null } else { json!(targets) },
         "runs": raw,
         "suite_seconds": t_suite.elapsed().as_secs_f64(),
@@ -880,6 +953,11 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
         })
         .collect();
     chart::draw(&svg_path, &chart_data, [&k1, &k2], plan.bursts)?;
+    if failed_runs > 0 {
+        return Err(format!(
+            "{failed_runs} measurement(s) failed to run or saw echo errors (see above); results written anyway"
+        ));
+    }
     println!(
         "wrote {} and {} ({:.0} s)",
         json_path.display(),

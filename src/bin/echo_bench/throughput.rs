@@ -384,12 +384,15 @@ pub fn run(o: &Opts) -> Result<Value, String> {
     }))
 }
 
-pub fn print_human(v: &Value) {
+pub fn print_human(v: &Value) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
     let f = |k: &str| {
         v[k].as_f64()
             .map_or("n/a".to_string(), |x| format!("{x:.0}"))
     };
-    println!(
+    let _ = writeln!(
+ o,
         "throughput {} conns x {} B for {:.1} s: {} requests, {} req/s ({} connected, {} errors, {} mismatches, {} bytes verified)",
         v["connections"], v["message_bytes"], v["seconds"].as_f64().unwrap_or(0.0),
         v["requests"], f("requests_per_sec"), v["connected"], v["errors"], v["mismatches"], v["verified_bytes"]
@@ -397,7 +400,8 @@ pub fn print_human(v: &Value) {
     let l = &v["latency_us"];
     if !l.is_null() {
         let g = |k: &str| l[k].as_f64().unwrap_or(f64::NAN);
-        println!(
+        let _ = writeln!(
+            o,
             "latency us: p50 {:.0}  p90 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0}",
             g("p50"),
             g("p90"),
@@ -407,7 +411,8 @@ pub fn print_human(v: &Value) {
         );
     }
     if !v["server_cpu_secs"].is_null() {
-        println!(
+        let _ = writeln!(
+ o,
             "server: {:.2} CPU-s ({:.0}% busy), {} req per CPU-s, peak RSS {} KiB; load generator {:.0}% busy",
             v["server_cpu_secs"].as_f64().unwrap_or(0.0),
             100.0 * v["server_cpu_util"].as_f64().unwrap_or(0.0),
@@ -415,16 +420,18 @@ pub fn print_human(v: &Value) {
             v["server_peak_rss_kb"],
             100.0 * v["loadgen_cpu_util"].as_f64().unwrap_or(0.0),
         );
-        match v["syscalls_per_request"].as_f64() {
-            Some(s) => println!(
+        let _ = match v["syscalls_per_request"].as_f64() {
+            Some(s) => writeln!(
+                o,
                 "syscalls ({}): {} = {s:.3} per request",
                 v["syscall_method"].as_str().unwrap_or(""),
                 v["syscalls"]
             ),
-            None => println!("syscalls: n/a"),
-        }
+            None => writeln!(o, "syscalls: n/a"),
+        };
     }
     if let Some(e) = v["first_error"].as_str() {
-        println!("first error: {e}");
+        let _ = writeln!(o, "first error: {e}");
     }
+    o
 }
