@@ -3,7 +3,7 @@ CARGO   ?= cargo
 ADDR    ?= 127.0.0.1:7007
 RELEASE := target/release/echo-reactor
 
-.PHONY: build run test test-cargo test-nc nc lint strace perf bench bench-quick bench-build torture
+.PHONY: build run test test-cargo test-nc test-deps lint strace perf bench bench-quick bench-build torture
 
 build:
 	$(CARGO) build --release
@@ -11,7 +11,7 @@ build:
 run: build
 	$(RELEASE) --listen $(ADDR)
 
-test: build nc test-cargo test-nc
+test: build test-deps test-cargo test-nc
 
 test-cargo:
 	$(CARGO) test --all-targets
@@ -22,14 +22,18 @@ test-nc: build
 		ECHO_REACTOR=$(RELEASE) bash $$t || exit 1; \
 	done
 
-# The nc-scripted tests need OpenBSD netcat (for -N); install it if we can.
-nc:
-	@if ! nc -h 2>&1 | grep -q -- '-N'; then \
+# The tests need OpenBSD netcat (for -N) and haproxy (the balancer test);
+# install what is missing if we can, else say how.
+test-deps:
+	@missing=""; \
+	nc -h 2>&1 | grep -q -- '-N' || missing="$$missing netcat-openbsd"; \
+	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-			echo "installing netcat-openbsd"; \
-			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq netcat-openbsd) >/dev/null; \
+			echo "installing:$$missing"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
 		else \
-			echo "the nc tests need OpenBSD netcat: sudo apt-get install netcat-openbsd" >&2; exit 1; \
+			echo "the tests need:$$missing (sudo apt-get install$$missing)" >&2; exit 1; \
 		fi; \
 	fi
 
