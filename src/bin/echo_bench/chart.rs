@@ -99,24 +99,17 @@ pub fn draw(path: &Path, bars: &[Bar], loads: [&str; 2], bursts: [usize; 3]) -> 
     c.configure_mesh()
         .disable_x_mesh()
         .x_labels(2 * bars.len() + 1)
-        .x_label_formatter(&|x: &f64| {
-            let i = x.floor();
-            if (x - i - 0.5).abs() < 1e-6 && i >= 0.0 {
-                bars.get(i as usize)
-                    .map(|b| b.server.clone())
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
+        .x_label_formatter(&label)
         .y_label_formatter(&|y| format!("{y}"))
         .draw()
         .map_err(|x| e(&x))?;
+    // A bar's left edge; its "failed" mark below must sit over it.
+    let burst_x0 = |i: usize, k: usize| i as f64 + 0.08 + 0.28 * k as f64;
     for (k, size) in bursts.iter().enumerate() {
         let color = COLORS[k];
         c.draw_series(bars.iter().enumerate().filter_map(|(i, b)| {
             let v = b.burst[k]?;
-            let x0 = i as f64 + 0.08 + 0.28 * k as f64;
+            let x0 = burst_x0(i, k);
             Some(Rectangle::new(
                 [(x0, 0.1), (x0 + 0.26, v.max(0.1))],
                 color.filled(),
@@ -131,7 +124,7 @@ pub fn draw(path: &Path, bars: &[Bar], loads: [&str; 2], bursts: [usize; 3]) -> 
         c.draw_series(bars.iter().enumerate().filter_map(|(i, b)| {
             let failed = b.burst_failed[k].filter(|&f| f > 0.0)?;
             let v = b.burst[k]?.max(0.1);
-            let x0 = i as f64 + 0.08 + 0.28 * k as f64;
+            let x0 = burst_x0(i, k);
             Some(Text::new(
                 format!("{failed:.0} failed"),
                 (x0, v * 1.25),

@@ -176,6 +176,57 @@ fn load(exe: &Path, pin: bool, args: &[String]) -> Result<Value, String> {
     serde_json::from_slice(&out.stdout).map_err(|e| format!("load generator output: {e}"))
 }
 
+/// Runs the load generator (`args` gets the server's address and pid) against
+/// a server started for this measurement alone, so no run inherits another's
+/// memory or backlog. Failures are reported here, `what` naming the run; the
+/// caller counts them.
+fn measure(
+    s: &Server,
+    pin: bool,
+    logs: &Path,
+    exe: &Path,
+    what: &str,
+    args: impl FnOnce(&Running) -> Vec<String>,
+) -> Option<Value> {
+    let r = match start(s, pin, logs) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("  {:<12} {e}", s.name);
+            return None;
+        }
+    };
+    let res = load(exe, pin, &args(&r));
+    stop(r);
+    res.map_err(|e| eprintln!("  {:<12} {what}: {e}", s.name))
+        .ok()
+}
+
+fn throughput_args(
+    r: &Running,
+    (c, l): (usize, usize),
+    secs: f64,
+    warmup: f64,
+    syscalls: &str,
+) -> Vec<String> {
+    cmdline(&[
+        "throughput",
+        "-a",
+        &r.addr,
+        "-c",
+        &c.to_string(),
+        "-l",
+        &l.to_string(),
+        "-t",
+        &secs.to_string(),
+        "--warmup",
+        &warmup.to_string(),
+        "--pid",
+        &r.pid.to_string(),
+        "--syscalls",
+        syscalls,
+    ])
+}
+
 fn build_c(out: &Path) -> Option<PathBuf> {
     let src = out.join("epoll_echo.c");
     let bin = out.join("epoll-echo");
@@ -350,118 +401,61 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
         // Throughput (and CPU-seconds, latency, peak RSS).
         for &(c, l) in &plan.loads {
             let key = format!("{c}x{l}");
+            let sys = if plan.separate_syscall_runs {
+                "none"
+            } else {
+                method.name_arg()
+            };
             for s in &servers {
-                let r = match start(s, pin, &logs) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        eprintln!("  {:<12} {e}", s.name);
-                        failed_runs += 1;
-                        continue;
-                    }
+                let Some(v) = measure(s, pin, &logs, &exe, &key, |r| {
+                    throughput_args(r, (c, l), plan.secs, plan.warmup, sys)
+                }) else {
+                    failed_runs += 1;
+                    continue;
                 };
-                let mut args = cmdline(&["throughput", "-a", &r.addr]);
-                args.extend(cmdline(&[
-                    "-c",
-                    &c.to_string(),
-                    "-l",
-                    &l.to_string(),
-                    "-t",
-                    &plan.secs.to_string(),
-                    "--warmup",
-                    &plan.warmup.to_string(),
-                    "--pid",
-                    &r.pid.to_string(),
-                    "--syscalls",
-                    if plan.separate_syscall_runs {
-                        "none"
-                    } else {
-                        method.name_arg()
-                    },
-                ]));
-                let res = load(&exe, pin, &args);
-                stop(r);
-                match res {
-                    Ok(v) => {
-                        eprintln!(
-                            "  {:<12} {key:>8}: {:>8.0} req/s, {:>8.0} req/CPU-s, p99 {:>6.0} us, server {:>3.0}% / load {:>3.0}% CPU, errors {}",
-                            s.name,
-                            f(&v["requests_per_sec"]).unwrap_or(0.0),
-                            f(&v["requests_per_cpu_sec"]).unwrap_or(f64::NAN),
-                            f(&v["latency_us"]["p99"]).unwrap_or(f64::NAN),
-                            100.0 * f(&v["server_cpu_util"]).unwrap_or(f64::NAN),
-                            100.0 * f(&v["loadgen_cpu_util"]).unwrap_or(f64::NAN),
-                            v["errors"].as_u64().unwrap_or(0) + v["mismatches"].as_u64().unwrap_or(0),
-                        );
-                        push(
-                            &mut samples,
-                            s.name,
-                            format!("rps_{key}"),
-                            f(&v["requests_per_sec"]),
-                        );
-                        push(
-                            &mut samples,
-                            s.name,
-                            format!("rpcpu_{key}"),
-                            f(&v["requests_per_cpu_sec"]),
-                        );
-                        push(
-                            &mut samples,
-                            s.name,
-                            format!("p99_{key}"),
-                            f(&v["latency_us"]["p99"]),
-                        );
-                        push(
-                            &mut samples,
-                            s.name,
-                            format!("cpu_util_{key}"),
-                            f(&v["server_cpu_util"]),
-                        );
-                        push(
-                            &mut samples,
-                            s.name,
-                            format!("load_util_{key}"),
-                            f(&v["loadgen_cpu_util"]),
-                        );
-                        push(
-                            &mut samples,
-                            s.name,
-                            format!("peak_rss_kb_{key}"),
-                            f(&v["server_peak_rss_kb"]),
-                        );
-                        let bad = v["errors"].as_u64().unwrap_or(0)
-                            + v["mismatches"].as_u64().unwrap_or(0);
-                        if bad > 0 {
-                            eprintln!(
-                                "  {:<12} {key}: {bad} connection(s) failed or echoed wrong bytes: {}",
-                                s.name, v["first_error"]
-                            );
-                            failed_runs += 1;
-                        }
-                        push(
-                            &mut samples,
-                            s.name,
-                            format!("errors_{key}"),
-                            Some(
-                                (v["errors"].as_u64().unwrap_or(0)
-                                    + v["mismatches"].as_u64().unwrap_or(0))
-                                    as f64,
-                            ),
-                        );
-                        if !plan.separate_syscall_runs {
-                            push(
-                                &mut samples,
-                                s.name,
-                                format!("sys_{key}"),
-                                f(&v["syscalls_per_request"]),
-                            );
-                        }
-                        raw.push(json!({"round": round, "server": s.name, "run": format!("throughput_{key}"), "result": v}));
-                    }
-                    Err(e) => {
-                        eprintln!("  {:<12} {key}: {e}", s.name);
-                        failed_runs += 1;
-                    }
+                let bad = v["errors"].as_u64().unwrap_or(0) + v["mismatches"].as_u64().unwrap_or(0);
+                eprintln!(
+                    "  {:<12} {key:>8}: {:>8.0} req/s, {:>8.0} req/CPU-s, p99 {:>6.0} us, server {:>3.0}% / load {:>3.0}% CPU, errors {}",
+                    s.name,
+                    f(&v["requests_per_sec"]).unwrap_or(0.0),
+                    f(&v["requests_per_cpu_sec"]).unwrap_or(f64::NAN),
+                    f(&v["latency_us"]["p99"]).unwrap_or(f64::NAN),
+                    100.0 * f(&v["server_cpu_util"]).unwrap_or(f64::NAN),
+                    100.0 * f(&v["loadgen_cpu_util"]).unwrap_or(f64::NAN),
+                    bad,
+                );
+                for (metric, x) in [
+                    ("rps", &v["requests_per_sec"]),
+                    ("rpcpu", &v["requests_per_cpu_sec"]),
+                    ("p99", &v["latency_us"]["p99"]),
+                    ("cpu_util", &v["server_cpu_util"]),
+                    ("load_util", &v["loadgen_cpu_util"]),
+                    ("peak_rss_kb", &v["server_peak_rss_kb"]),
+                ] {
+                    push(&mut samples, s.name, format!("{metric}_{key}"), f(x));
                 }
+                if bad > 0 {
+                    eprintln!(
+                        "  {:<12} {key}: {bad} connection(s) failed or echoed wrong bytes: {}",
+                        s.name, v["first_error"]
+                    );
+                    failed_runs += 1;
+                }
+                push(
+                    &mut samples,
+                    s.name,
+                    format!("errors_{key}"),
+                    Some(bad as f64),
+                );
+                if !plan.separate_syscall_runs {
+                    push(
+                        &mut samples,
+                        s.name,
+                        format!("sys_{key}"),
+                        f(&v["syscalls_per_request"]),
+                    );
+                }
+                raw.push(json!({"round": round, "server": s.name, "run": format!("throughput_{key}"), "result": v}));
             }
         }
         // Syscalls per request, in separate runs so the counter does not skew CPU time.
@@ -469,308 +463,199 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
             for &(c, l) in &plan.loads {
                 let key = format!("{c}x{l}");
                 for s in &servers {
-                    let r = match start(s, pin, &logs) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            eprintln!("  {:<12} {e}", s.name);
-                            failed_runs += 1;
-                            continue;
-                        }
+                    let Some(v) = measure(s, pin, &logs, &exe, &format!("syscalls {key}"), |r| {
+                        throughput_args(r, (c, l), plan.sys_secs, 0.2, method.name_arg())
+                    }) else {
+                        failed_runs += 1;
+                        continue;
                     };
-                    let mut args = cmdline(&["throughput", "-a", &r.addr]);
-                    args.extend(cmdline(&[
-                        "-c",
-                        &c.to_string(),
-                        "-l",
-                        &l.to_string(),
-                        "-t",
-                        &plan.sys_secs.to_string(),
-                        "--warmup",
-                        "0.2",
-                        "--pid",
-                        &r.pid.to_string(),
-                        "--syscalls",
-                        method.name_arg(),
-                    ]));
-                    let res = load(&exe, pin, &args);
-                    stop(r);
-                    match res {
-                        Ok(v) => {
-                            eprintln!(
-                                "  {:<12} {key:>8}: {:.3} syscalls per request ({})",
-                                s.name,
-                                f(&v["syscalls_per_request"]).unwrap_or(f64::NAN),
-                                v["syscall_method"].as_str().unwrap_or("")
-                            );
-                            push(
-                                &mut samples,
-                                s.name,
-                                format!("sys_{key}"),
-                                f(&v["syscalls_per_request"]),
-                            );
-                            raw.push(json!({"round": round, "server": s.name, "run": format!("syscalls_{key}"), "result": v}));
-                        }
-                        Err(e) => {
-                            eprintln!("  {:<12} syscalls {key}: {e}", s.name);
-                            failed_runs += 1;
-                        }
-                    }
+                    eprintln!(
+                        "  {:<12} {key:>8}: {:.3} syscalls per request ({})",
+                        s.name,
+                        f(&v["syscalls_per_request"]).unwrap_or(f64::NAN),
+                        v["syscall_method"].as_str().unwrap_or("")
+                    );
+                    push(
+                        &mut samples,
+                        s.name,
+                        format!("sys_{key}"),
+                        f(&v["syscalls_per_request"]),
+                    );
+                    raw.push(json!({"round": round, "server": s.name, "run": format!("syscalls_{key}"), "result": v}));
                 }
             }
         }
         // Idle connections: RSS per connection.
         for s in &servers {
-            let r = match start(s, pin, &logs) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("  {:<12} {e}", s.name);
-                    failed_runs += 1;
-                    continue;
-                }
+            let Some(v) = measure(s, pin, &logs, &exe, "hold", |r| {
+                cmdline(&[
+                    "hold",
+                    "-a",
+                    &r.addr,
+                    "-n",
+                    &plan.hold.to_string(),
+                    "--pid",
+                    &r.pid.to_string(),
+                    "--settle",
+                    &plan.settle.to_string(),
+                ])
+            }) else {
+                failed_runs += 1;
+                continue;
             };
-            let args = cmdline(&[
-                "hold",
-                "-a",
-                &r.addr,
-                "-n",
-                &plan.hold.to_string(),
-                "--pid",
-                &r.pid.to_string(),
-                "--settle",
-                &plan.settle.to_string(),
-            ]);
-            let res = load(&exe, pin, &args);
-            stop(r);
-            match res {
-                Ok(v) => {
-                    eprintln!(
-                        "  {:<12} hold {}: {:.0} B per idle connection, {} failed",
-                        s.name,
-                        plan.hold,
-                        f(&v["rss_bytes_per_conn"]).unwrap_or(f64::NAN),
-                        v["failed"]
-                    );
-                    push(
-                        &mut samples,
-                        s.name,
-                        "rss_per_conn".into(),
-                        f(&v["rss_bytes_per_conn"]),
-                    );
-                    push(&mut samples, s.name, "hold_failed".into(), f(&v["failed"]));
-                    raw.push(json!({"round": round, "server": s.name, "run": "hold", "result": v}));
-                }
-                Err(e) => {
-                    eprintln!("  {:<12} hold: {e}", s.name);
-                    failed_runs += 1;
-                }
-            }
+            eprintln!(
+                "  {:<12} hold {}: {:.0} B per idle connection, {} failed",
+                s.name,
+                plan.hold,
+                f(&v["rss_bytes_per_conn"]).unwrap_or(f64::NAN),
+                v["failed"]
+            );
+            push(
+                &mut samples,
+                s.name,
+                "rss_per_conn".into(),
+                f(&v["rss_bytes_per_conn"]),
+            );
+            push(&mut samples, s.name, "hold_failed".into(), f(&v["failed"]));
+            raw.push(json!({"round": round, "server": s.name, "run": "hold", "result": v}));
         }
         // Bursts.
         for &n in &plan.bursts {
             for s in &servers {
-                let r = match start(s, pin, &logs) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        eprintln!("  {:<12} {e}", s.name);
-                        failed_runs += 1;
-                        continue;
-                    }
+                let Some(v) = measure(s, pin, &logs, &exe, &format!("burst {n}"), |r| {
+                    cmdline(&[
+                        "burst",
+                        "-a",
+                        &r.addr,
+                        "-n",
+                        &n.to_string(),
+                        "--timeout",
+                        &plan.burst_timeout.to_string(),
+                    ])
+                }) else {
+                    failed_runs += 1;
+                    continue;
                 };
-                let args = cmdline(&[
-                    "burst",
-                    "-a",
-                    &r.addr,
-                    "-n",
-                    &n.to_string(),
-                    "--timeout",
-                    &plan.burst_timeout.to_string(),
-                ]);
-                let res = load(&exe, pin, &args);
-                stop(r);
-                match res {
-                    Ok(v) => {
-                        let syn = v["tcp_counters_delta"]["TcpExt.TCPSynRetrans"].as_f64();
-                        eprintln!(
-                            "  {:<12} burst {n:>5}: last echo {:>7.1} ms, p99 {:>7.1} ms, {} failed, {} SYN retransmits",
-                            s.name,
-                            f(&v["echo_ms"]["last"]).unwrap_or(f64::NAN),
-                            f(&v["echo_ms"]["p99"]).unwrap_or(f64::NAN),
-                            v["failures"],
-                            syn.map_or("?".to_string(), |x| x.to_string())
-                        );
-                        push(
-                            &mut samples,
-                            s.name,
-                            format!("burst_last_{n}"),
-                            f(&v["echo_ms"]["last"]),
-                        );
-                        push(
-                            &mut samples,
-                            s.name,
-                            format!("burst_fail_{n}"),
-                            f(&v["failures"]),
-                        );
-                        push(&mut samples, s.name, format!("burst_syn_{n}"), syn);
-                        raw.push(json!({"round": round, "server": s.name, "run": format!("burst_{n}"), "result": v}));
-                    }
-                    Err(e) => {
-                        eprintln!("  {:<12} burst {n}: {e}", s.name);
-                        failed_runs += 1;
-                    }
-                }
+                let syn = v["tcp_counters_delta"]["TcpExt.TCPSynRetrans"].as_f64();
+                eprintln!(
+                    "  {:<12} burst {n:>5}: last echo {:>7.1} ms, p99 {:>7.1} ms, {} failed, {} SYN retransmits",
+                    s.name,
+                    f(&v["echo_ms"]["last"]).unwrap_or(f64::NAN),
+                    f(&v["echo_ms"]["p99"]).unwrap_or(f64::NAN),
+                    v["failures"],
+                    syn.map_or("?".to_string(), |x| x.to_string())
+                );
+                push(
+                    &mut samples,
+                    s.name,
+                    format!("burst_last_{n}"),
+                    f(&v["echo_ms"]["last"]),
+                );
+                push(
+                    &mut samples,
+                    s.name,
+                    format!("burst_fail_{n}"),
+                    f(&v["failures"]),
+                );
+                push(&mut samples, s.name, format!("burst_syn_{n}"), syn);
+                raw.push(json!({"round": round, "server": s.name, "run": format!("burst_{n}"), "result": v}));
             }
         }
     }
 
     let names: Vec<&'static str> = servers.iter().map(|s| s.name).collect();
-    let med = |s: &str, k: &str| -> Option<f64> {
+    let values = |s: &str, k: &str| {
         samples
             .iter()
             .find(|((n, key), _)| *n == s && key == k)
-            .and_then(|(_, v)| median(v))
+            .map(|(_, v)| v)
     };
-    let worst = |s: &str, k: &str| -> Option<f64> {
-        samples
-            .iter()
-            .find(|((n, key), _)| *n == s && key == k)
-            .and_then(|(_, v)| v.iter().copied().reduce(f64::max))
-    };
+    let med = |s: &str, k: &str| values(s, k).and_then(|v| median(v));
+    let worst = |s: &str, k: &str| values(s, k).and_then(|v| v.iter().copied().reduce(f64::max));
     let [(c1, l1), (c2, l2)] = plan.loads;
     let k1 = format!("{c1}x{l1}");
     let k2 = format!("{c2}x{l2}");
-    let [b1, b2, b3] = plan.bursts;
+    let [_, b2, b3] = plan.bursts;
 
     // Rows: label, metric key, aggregate (median or worst), format.
     type Row = (String, String, bool, fn(f64) -> String);
-    let int = |x: f64| format!("{:.0}", x);
-    let rows: Vec<Row> = vec![
-        (
-            format!("req/s, {c1} clients x {l1} B"),
-            format!("rps_{k1}"),
-            false,
-            int,
-        ),
-        (
-            format!("req per server CPU-s, {c1} x {l1} B"),
-            format!("rpcpu_{k1}"),
-            false,
-            int,
-        ),
-        (
-            format!("syscalls per request, {c1} x {l1} B"),
-            format!("sys_{k1}"),
-            false,
-            |x| format!("{x:.3}"),
-        ),
-        (
-            format!("p99 latency us, {c1} x {l1} B"),
-            format!("p99_{k1}"),
-            false,
-            int,
-        ),
-        (
-            format!("req/s, {c2} clients x {l2} B"),
-            format!("rps_{k2}"),
-            false,
-            int,
-        ),
-        (
-            format!("req per server CPU-s, {c2} x {l2} B"),
-            format!("rpcpu_{k2}"),
-            false,
-            int,
-        ),
-        (
-            format!("syscalls per request, {c2} x {l2} B"),
-            format!("sys_{k2}"),
-            false,
-            |x| format!("{x:.3}"),
-        ),
-        (
-            format!("p99 latency us, {c2} x {l2} B"),
-            format!("p99_{k2}"),
-            false,
-            int,
-        ),
-        (
-            format!("peak RSS KiB, {c2} clients"),
-            format!("peak_rss_kb_{k2}"),
-            false,
-            int,
-        ),
-        (
-            format!("RSS B per idle conn, {} conns", plan.hold),
-            "rss_per_conn".into(),
-            false,
-            int,
-        ),
-        (
-            format!("burst {b1}: last echo ms"),
-            format!("burst_last_{b1}"),
+    let int: fn(f64) -> String = |x| format!("{:.0}", x);
+    let pct: fn(f64) -> String = |x| format!("{:.0}", 100.0 * x);
+    let mut rows: Vec<Row> = Vec::new();
+    for (c, l, k) in [(c1, l1, &k1), (c2, l2, &k2)] {
+        rows.extend([
+            (
+                format!("req/s, {c} clients x {l} B"),
+                format!("rps_{k}"),
+                false,
+                int,
+            ),
+            (
+                format!("req per server CPU-s, {c} x {l} B"),
+                format!("rpcpu_{k}"),
+                false,
+                int,
+            ),
+            (
+                format!("syscalls per request, {c} x {l} B"),
+                format!("sys_{k}"),
+                false,
+                |x| format!("{x:.3}"),
+            ),
+            (
+                format!("p99 latency us, {c} x {l} B"),
+                format!("p99_{k}"),
+                false,
+                int,
+            ),
+        ]);
+    }
+    rows.push((
+        format!("peak RSS KiB, {c2} clients"),
+        format!("peak_rss_kb_{k2}"),
+        false,
+        int,
+    ));
+    rows.push((
+        format!("RSS B per idle conn, {} conns", plan.hold),
+        "rss_per_conn".into(),
+        false,
+        int,
+    ));
+    for b in plan.bursts {
+        rows.push((
+            format!("burst {b}: last echo ms"),
+            format!("burst_last_{b}"),
             false,
             |x| format!("{x:.1}"),
-        ),
-        (
-            format!("burst {b1}: failures (worst round)"),
-            format!("burst_fail_{b1}"),
+        ));
+        rows.push((
+            format!("burst {b}: failures (worst round)"),
+            format!("burst_fail_{b}"),
             true,
             int,
-        ),
-        (
-            format!("burst {b2}: last echo ms"),
-            format!("burst_last_{b2}"),
+        ));
+    }
+    rows.push((
+        format!("burst {b3}: SYN retransmits (worst)"),
+        format!("burst_syn_{b3}"),
+        true,
+        int,
+    ));
+    for (c, l, k) in [(c1, l1, &k1), (c2, l2, &k2)] {
+        rows.push((
+            format!("server CPU busy %, {c} x {l} B"),
+            format!("cpu_util_{k}"),
             false,
-            |x| format!("{x:.1}"),
-        ),
-        (
-            format!("burst {b2}: failures (worst round)"),
-            format!("burst_fail_{b2}"),
-            true,
-            int,
-        ),
-        (
-            format!("burst {b3}: last echo ms"),
-            format!("burst_last_{b3}"),
+            pct,
+        ));
+        rows.push((
+            format!("load generator CPU busy %, {c} x {l} B"),
+            format!("load_util_{k}"),
             false,
-            |x| format!("{x:.1}"),
-        ),
-        (
-            format!("burst {b3}: failures (worst round)"),
-            format!("burst_fail_{b3}"),
-            true,
-            int,
-        ),
-        (
-            format!("burst {b3}: SYN retransmits (worst)"),
-            format!("burst_syn_{b3}"),
-            true,
-            int,
-        ),
-        (
-            format!("server CPU busy %, {c1} x {l1} B"),
-            format!("cpu_util_{k1}"),
-            false,
-            |x| format!("{:.0}", 100.0 * x),
-        ),
-        (
-            format!("load generator CPU busy %, {c1} x {l1} B"),
-            format!("load_util_{k1}"),
-            false,
-            |x| format!("{:.0}", 100.0 * x),
-        ),
-        (
-            format!("server CPU busy %, {c2} x {l2} B"),
-            format!("cpu_util_{k2}"),
-            false,
-            |x| format!("{:.0}", 100.0 * x),
-        ),
-        (
-            format!("load generator CPU busy %, {c2} x {l2} B"),
-            format!("load_util_{k2}"),
-            false,
-            |x| format!("{:.0}", 100.0 * x),
-        ),
-    ];
+            pct,
+        ));
+    }
     let mut table = String::new();
     table.push_str(&format!("| metric (median of {} round(s)) |", plan.rounds));
     for n in &names {
@@ -936,20 +821,9 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
         .iter()
         .map(|n| chart::Bar {
             server: n.to_string(),
-            rpcpu: [
-                med(n, &format!("rpcpu_{k1}")),
-                med(n, &format!("rpcpu_{k2}")),
-            ],
-            burst: [
-                med(n, &format!("burst_last_{b1}")),
-                med(n, &format!("burst_last_{b2}")),
-                med(n, &format!("burst_last_{b3}")),
-            ],
-            burst_failed: [
-                worst(n, &format!("burst_fail_{b1}")),
-                worst(n, &format!("burst_fail_{b2}")),
-                worst(n, &format!("burst_fail_{b3}")),
-            ],
+            rpcpu: [&k1, &k2].map(|k| med(n, &format!("rpcpu_{k}"))),
+            burst: plan.bursts.map(|b| med(n, &format!("burst_last_{b}"))),
+            burst_failed: plan.bursts.map(|b| worst(n, &format!("burst_fail_{b}"))),
         })
         .collect();
     chart::draw(&svg_path, &chart_data, [&k1, &k2], plan.bursts)?;
