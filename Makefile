@@ -3,7 +3,7 @@ CARGO   ?= cargo
 ADDR    ?= 127.0.0.1:7007
 RELEASE := target/release/echo-reactor
 
-.PHONY: build run test test-cargo test-nc test-deps lint strace perf bench bench-quick bench-build torture
+.PHONY: build run test test-cargo test-nc test-deps lint strace perf bench bench-quick bench-build torture fuzz
 
 build:
 	$(CARGO) build --release
@@ -79,3 +79,17 @@ torture:
 	@echo "== torture figures"
 	@grep -o 'FIGURE .*' $(TORTURE_LOG) | sed 's/^FIGURE /  /' || true
 	@rc=$$(cat $(TORTURE_LOG).rc); rm -f $(TORTURE_LOG).rc; exit $$rc
+
+# Fuzz the quit rule with libFuzzer (cargo fuzz, nightly) for FUZZ_SECS; on a
+# machine without a nightly toolchain, run its property test with a million
+# cases instead.
+FUZZ_SECS ?= 60
+
+fuzz:
+	@if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then \
+		command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz; \
+		$(CARGO) +nightly fuzz run --fuzz-dir tests/fuzz quit_rule -- -max_total_time=$(FUZZ_SECS); \
+	else \
+		echo "no nightly toolchain: the quit-rule property test with 1000000 cases instead"; \
+		PROPTEST_CASES=1000000 $(CARGO) test --release --test quit_fuzz; \
+	fi

@@ -116,7 +116,7 @@ fn burst(addr: SocketAddr, n: usize, while_all_connected: impl FnOnce()) -> Dura
 fn a_burst_of_1000_simultaneous_connects_is_all_echoed() {
     const N: usize = 1000;
     let server = Server::start(&[]);
-    let slowest = burst(server.addr(), N, || {
+    let slowest = burst(server.addr, N, || {
         assert_eq!(server.threads(), 1, "threads with {N} clients connected");
     });
     let stats = server.stats();
@@ -136,7 +136,7 @@ fn accept_batch_1_serves_a_burst_of_300() {
     // must come back to it by itself.
     const N: usize = 300;
     let server = Server::start(&["--accept-batch", "1"]);
-    burst(server.addr(), N, || {});
+    burst(server.addr, N, || {});
     let stats = server.stats();
     assert_eq!(stats["accepted"], N as u64, "{stats:?}");
     assert_eq!(stats["largest_batch"], 1, "{stats:?}");

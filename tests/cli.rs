@@ -111,7 +111,7 @@ fn assert_cannot_bind(addr: &str) {
 fn busy_port_exits_1_with_one_line_naming_the_address() {
     // Held by another echo-reactor.
     let server = Server::start(&[]);
-    assert_cannot_bind(&server.addr().to_string());
+    assert_cannot_bind(&server.addr.to_string());
     let mut c = server.connect();
     echo(&mut c, b"the first server is unharmed\n");
 
@@ -127,7 +127,7 @@ fn busy_port_exits_1_with_one_line_naming_the_address() {
 fn ipv6_loopback_echoes() {
     // Must work on this machine: if ::1 is unavailable this fails, loudly.
     let server = Server::start(&["--listen", "[::1]:0"]);
-    let addr = server.addr();
+    let addr = server.addr;
     assert!(
         matches!(addr, SocketAddr::V6(v6) if v6.ip().is_loopback()),
         "listening on {addr}, not [::1]"
@@ -148,23 +148,23 @@ fn ipv6_loopback_echoes() {
 #[test]
 fn listening_line_names_the_real_port() {
     let server = Server::start(&[]);
-    let addr = server.addr();
+    let addr = server.addr;
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
     assert_ne!(addr.port(), 0);
     // Nothing but the log goes to stderr, and the log is on by default.
     assert!(
-        server.wait_for_stderr_line("INFO", 1, IO_TIMEOUT).is_some(),
+        server.log.wait_for("INFO", IO_TIMEOUT).is_some(),
         "no info log line on stderr: {:?}",
-        server.stderr_text()
+        server.log.text()
     );
-    assert!(!server.stderr_text().contains("listening on"));
+    assert!(!server.log.text().contains("listening on"));
 }
 
 #[test]
 fn listening_on_all_interfaces_serves_loopback() {
     let server = Server::start(&["--listen", "0.0.0.0:0"]);
-    assert_eq!(server.addr().ip().to_string(), "0.0.0.0");
-    let mut c = connect(SocketAddr::from(([127, 0, 0, 1], server.port())));
+    assert_eq!(server.addr.ip().to_string(), "0.0.0.0");
+    let mut c = connect(SocketAddr::from(([127, 0, 0, 1], server.addr.port())));
     echo(&mut c, b"via 127.0.0.1\n");
 }
 
@@ -176,11 +176,9 @@ fn rust_log_debug_logs_connections() {
     c.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_to_eof(&mut c), b"");
     assert!(
-        server
-            .wait_for_stderr_line("closed", 1, IO_TIMEOUT)
-            .is_some(),
+        server.log.wait_for("closed", IO_TIMEOUT).is_some(),
         "no debug line for the close: {:?}",
-        server.stderr_text()
+        server.log.text()
     );
 }
 
@@ -215,7 +213,7 @@ fn sigterm_drains_and_exits_0() {
     let mut server = Server::start(&[]);
     let mut c = server.connect();
     echo(&mut c, b"before shutdown\n");
-    let addr = server.addr();
+    let addr = server.addr;
     server.signal("TERM");
     // The connection is finished: the client sees EOF, not a reset.
     assert_eq!(read_to_eof(&mut c), b"");
@@ -228,7 +226,7 @@ fn sigterm_drains_and_exits_0() {
     let status = server
         .wait_exit(Duration::from_secs(10))
         .expect("server still running 10 s after SIGTERM");
-    assert_eq!(status.code(), Some(0), "{}", server.stderr_text());
+    assert_eq!(status.code(), Some(0), "{}", server.log.text());
     assert!(
         server.wait_output_closed(IO_TIMEOUT),
         "stdout/stderr still open"
@@ -240,9 +238,10 @@ fn sigterm_drains_and_exits_0() {
     );
     assert!(
         server
-            .wait_for_stderr_line("final stats: accepted=1", 1, IO_TIMEOUT)
+            .log
+            .wait_for("final stats: accepted=1", IO_TIMEOUT)
             .is_some(),
         "{}",
-        server.stderr_text()
+        server.log.text()
     );
 }

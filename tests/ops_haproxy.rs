@@ -6,7 +6,7 @@
 //! HAProxy must be installed (Debian: `apt-get install haproxy`; `.ci/run`
 //! does it). A missing haproxy fails these tests; it does not skip them.
 
-mod ops_support;
+mod common;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ops_support::*;
+use common::*;
 
 /// `haproxy` from PATH or Debian's /usr/sbin (not in a normal user's PATH).
 fn haproxy_binary() -> PathBuf {
@@ -118,7 +118,7 @@ impl Haproxy {
         };
         // Ready once its admin socket answers and every server has had a
         // successful check.
-        let ready = wait_until(Duration::from_secs(10), || {
+        let ready = wait_until(Duration::from_secs(10), Duration::from_millis(10), || {
             if let Ok(Some(status)) = proxy.child.try_wait() {
                 panic!("haproxy exited: {status}\n{}", proxy.log.dump());
             }
@@ -224,11 +224,11 @@ fn traffic(frontend: SocketAddr, clients: u64, seed: u64) -> u64 {
                     let mut sent = 0;
                     for line in 0..3 {
                         let msg = format!("client {i} line {line}\n");
-                        roundtrip(&mut stream, msg.as_bytes());
+                        echo(&mut stream, msg.as_bytes());
                         sent += msg.len() as u64;
                     }
                     let block = pattern(64 * 1024, seed + i);
-                    roundtrip(&mut stream, &block);
+                    echo(&mut stream, &block);
                     sent += block.len() as u64;
                     stream.shutdown(std::net::Shutdown::Write).unwrap();
                     expect_eof(&mut stream);
@@ -276,7 +276,7 @@ fn balancer_fails_over(check: Check) {
     let killed_at = Instant::now();
     let sent_during = traffic(proxy.frontend, 10, 200);
     // Then HAProxy's checks mark it DOWN and everything goes to A directly.
-    let marked_down = wait_until(Duration::from_secs(5), || {
+    let marked_down = wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
         proxy.server("echo1").status.starts_with("DOWN")
     });
     assert!(

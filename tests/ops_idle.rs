@@ -1,12 +1,12 @@
 //! Issue 3, idle timeout: no bytes either way for `--idle-timeout` seconds
 //! closes a connection; traffic keeps it open; 0 turns it off.
 
-mod ops_support;
+mod common;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use ops_support::*;
+use common::*;
 
 #[test]
 fn idle_client_is_closed_within_a_few_seconds() {
@@ -31,7 +31,7 @@ fn idle_after_traffic_is_closed_from_the_last_byte() {
     let server = Server::start(&["--idle-timeout", "0.5"]);
     let mut client = server.connect();
     for _ in 0..3 {
-        roundtrip(&mut client, b"some traffic\n");
+        echo(&mut client, b"some traffic\n");
     }
     let last = Instant::now();
     expect_eof(&mut client);
@@ -52,16 +52,16 @@ fn client_sending_every_200ms_stays_open() {
     let started = Instant::now();
     let mut n = 0;
     while started.elapsed() < Duration::from_secs(2) {
-        roundtrip(&mut client, format!("line {n}\n").as_bytes());
+        echo(&mut client, format!("line {n}\n").as_bytes());
         n += 1;
         // Pacing of the client, not synchronisation: 0.2 s between lines.
         std::thread::sleep(Duration::from_millis(200));
     }
-    roundtrip(&mut client, b"still open\n");
+    echo(&mut client, b"still open\n");
     let stats = server.stats();
     assert_eq!(stats.get("closed_idle"), 1, "{stats:?}");
     assert_eq!(stats.get("active"), 1, "{stats:?}");
-    roundtrip(&mut client, b"and still\n");
+    echo(&mut client, b"and still\n");
     // The neighbour was closed long ago: EOF is already there.
     let got = read_within(&mut idle, Duration::from_millis(1)).expect("read");
     assert_eq!(got, Some(vec![]), "idle neighbour not closed");
@@ -103,13 +103,13 @@ fn many_idle_clients_all_expire() {
 fn zero_turns_the_idle_timeout_off() {
     let server = Server::start(&["--idle-timeout", "0"]);
     let mut client = server.connect();
-    roundtrip(&mut client, b"hello\n");
+    echo(&mut client, b"hello\n");
     let got = read_within(&mut client, Duration::from_millis(1500)).expect("read");
     assert!(
         got.is_none(),
         "idle connection got {got:?} with the timeout off"
     );
-    roundtrip(&mut client, b"still open\n");
+    echo(&mut client, b"still open\n");
     assert_eq!(server.stats().get("closed_idle"), 0);
 }
 
@@ -119,9 +119,13 @@ fn zero_turns_the_idle_timeout_off() {
 fn idle_server_does_not_wake_up() {
     let server = Server::start(&[]);
     let mut client = server.connect();
-    roundtrip(&mut client, b"hello\n");
+    echo(&mut client, b"hello\n");
     // Wait (bounded) until the loop is back asleep in epoll_wait.
-    assert!(wait_until(Duration::from_secs(5), || state(server.pid) == 'S'));
+    assert!(wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        || state(server.pid) == 'S'
+    ));
     let before = wakeups(server.pid);
     std::thread::sleep(Duration::from_secs(1));
     let after = wakeups(server.pid);

@@ -2,14 +2,14 @@
 //! accepting (clients wait in the backlog, none is accepted and dropped) and
 //! resumes on the turn a connection closes. The effective limit is logged.
 
-mod ops_support;
+mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ops_support::*;
+use common::*;
 
 /// How long a client at the limit is watched to show it gets no echo.
 const NO_ECHO_WINDOW: Duration = Duration::from_millis(700);
@@ -27,7 +27,7 @@ fn eleventh_client_waits_until_one_of_ten_closes() {
     );
     let mut ten: Vec<TcpStream> = (0..10).map(|_| server.connect()).collect();
     for (i, client) in ten.iter_mut().enumerate() {
-        roundtrip(client, format!("client {i}\n").as_bytes());
+        echo(client, format!("client {i}\n").as_bytes());
     }
 
     // The kernel completes the handshake (backlog), but the server does not
@@ -40,7 +40,7 @@ fn eleventh_client_waits_until_one_of_ten_closes() {
     assert!(stats.get("accept_pauses_limit") >= 1, "{stats:?}");
     // The ten still echo while the eleventh waits.
     for client in &mut ten {
-        roundtrip(client, b"still here\n");
+        echo(client, b"still here\n");
     }
 
     // One of the ten leaves: the eleventh is accepted and echoed promptly.
@@ -55,9 +55,9 @@ fn eleventh_client_waits_until_one_of_ten_closes() {
         took < Duration::from_secs(1),
         "echo came {took:?} after a slot freed"
     );
-    roundtrip(&mut eleventh, b"and more\n");
+    common::echo(&mut eleventh, b"and more\n");
     for client in &mut ten {
-        roundtrip(client, b"nine left\n");
+        common::echo(client, b"nine left\n");
     }
     let stats = server.stats();
     assert_eq!(stats.get("accepted"), 11, "{stats:?}");
@@ -87,7 +87,7 @@ fn queued_clients_are_served_one_per_freed_slot() {
     let server = Server::start(&["--max-connections", "2"]);
     let mut open: Vec<TcpStream> = (0..2).map(|_| server.connect()).collect();
     for client in &mut open {
-        roundtrip(client, b"in\n");
+        echo(client, b"in\n");
     }
     let mut waiting: Vec<TcpStream> = (0..4).map(|_| server.connect()).collect();
     for (i, client) in waiting.iter_mut().enumerate() {
@@ -169,7 +169,7 @@ fn limit_is_clamped_to_rlimit_nofile() {
     assert!(limit < 40, "limit {limit} with RLIMIT_NOFILE 40");
     let mut clients: Vec<TcpStream> = (0..limit).map(|_| server.connect()).collect();
     for client in &mut clients {
-        roundtrip(client, b"x\n");
+        echo(client, b"x\n");
     }
     let mut over = server.connect();
     roundtrip_pending(&mut over, b"over\n");
@@ -190,7 +190,7 @@ fn limit_is_clamped_to_rlimit_nofile() {
 fn idle_close_frees_a_slot_for_a_waiting_client() {
     let server = Server::start(&["--max-connections", "1", "--idle-timeout", "0.5"]);
     let mut idle = server.connect();
-    roundtrip(&mut idle, b"then silence\n");
+    echo(&mut idle, b"then silence\n");
     let mut waiting = server.connect();
     waiting.write_all(b"let me in\n").unwrap();
     expect_eof(&mut idle);

@@ -2,14 +2,14 @@
 //! and systemd socket activation (`LISTEN_FDS`/`LISTEN_PID`) hands the server
 //! a listening socket instead of letting it bind.
 
-mod ops_support;
+mod common;
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ops_support::*;
+use common::*;
 
 #[test]
 fn two_reuse_port_processes_share_a_port_and_serve_50_clients() {
@@ -138,7 +138,7 @@ fn socket_activation_serves_the_inherited_listener() {
         echo_session(addr, &pattern(5000, i));
     }
     let mut client = connect(addr);
-    roundtrip(&mut client, b"hello through fd 3\n");
+    echo(&mut client, b"hello through fd 3\n");
     server.assert_one_thread("when socket-activated");
 
     // The test gave its only copy away: once the server exits, the port is
@@ -188,7 +188,7 @@ fn socket_activation_with_a_non_listening_socket_does_not_spin() {
         .unwrap();
     let pid = child.id();
     let log = Log::follow(child.stderr.take().unwrap());
-    let exited = wait_until(Duration::from_secs(2), || {
+    let exited = wait_until(Duration::from_secs(2), Duration::from_millis(10), || {
         child.try_wait().unwrap().is_some()
     });
     if exited {

@@ -3,7 +3,7 @@
 //! exits at once; `--shutdown-timeout` bounds the drain. Real binary, real
 //! sockets.
 
-mod ops_support;
+mod common;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ops_support::*;
+use common::*;
 
 const MIB: usize = 1024 * 1024;
 
@@ -46,7 +46,7 @@ fn drains_echo_in_flight(sig: &str) {
     assert_refused_soon(addr, Duration::from_secs(1));
     server.assert_one_thread("while draining");
 
-    let echo = read_to_eof(&mut client).expect("reading the echo during the drain");
+    let echo = read_to_eof(&mut client);
     assert_eq!(echo.len(), written, "echo length after SIG{sig}");
     assert!(echo == data[..written], "echo differs from what was sent");
     drop(client);
@@ -187,7 +187,7 @@ fn second_signal_exits_at_once(first: &str, second: &str) {
     assert_eq!(fin.get("closed_shutdown"), 1, "{fin:?}");
     assert_eq!(fin.get("active"), 0, "{fin:?}");
     // The connection is gone: reading ends (EOF or reset), it does not hang.
-    let _ = read_to_eof(&mut client);
+    let _ = try_read_to_eof(&mut client);
     assert_refused(server.addr);
 }
 
@@ -269,7 +269,7 @@ fn idle_connections_see_eof_and_the_process_exits() {
     let mut server = Server::start(&["--shutdown-timeout", "10"]);
     let mut clients: Vec<_> = (0..5).map(|_| server.connect()).collect();
     for client in &mut clients {
-        roundtrip(client, b"hi\n");
+        echo(client, b"hi\n");
     }
     server.signal("TERM");
     let signalled = Instant::now();
@@ -300,7 +300,7 @@ fn held_quit_prefix_is_echoed_at_shutdown() {
     client.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"hello\n");
     server.signal("TERM");
-    let rest = read_to_eof(&mut client).expect("read after SIGTERM");
+    let rest = read_to_eof(&mut client);
     assert_eq!(rest, b"qu", "held bytes after SIGTERM");
     client.shutdown(Shutdown::Both).unwrap();
     drop(client);

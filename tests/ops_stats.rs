@@ -2,7 +2,7 @@
 //! `final stats:`, and the numbers match what the clients did. Also: one
 //! thread throughout.
 
-mod ops_support;
+mod common;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ops_support::*;
+use common::*;
 
 #[test]
 fn sigusr1_snapshot_and_final_stats_match_what_clients_did() {
@@ -18,7 +18,7 @@ fn sigusr1_snapshot_and_final_stats_match_what_clients_did() {
 
     // A: one line echoed, then `quit` ends the session.
     let mut a = server.connect();
-    roundtrip(&mut a, b"hello\n");
+    echo(&mut a, b"hello\n");
     a.write_all(b"quit\n").unwrap();
     expect_eof(&mut a);
     drop(a);
@@ -26,14 +26,14 @@ fn sigusr1_snapshot_and_final_stats_match_what_clients_did() {
     // B: 100 000 bytes, half-close, all echo, clean EOF.
     let data = pattern(100_000, 11);
     let mut b = server.connect();
-    roundtrip(&mut b, &data);
+    echo(&mut b, &data);
     b.shutdown(Shutdown::Write).unwrap();
     expect_eof(&mut b);
     drop(b);
 
     // C: stays open.
     let mut c = server.connect();
-    roundtrip(&mut c, b"abc\n");
+    echo(&mut c, b"abc\n");
 
     let stats = server.stats_until(Duration::from_secs(5), |s| s.get("active") == 1);
     let line = server
@@ -146,7 +146,7 @@ fn sigusr1_does_not_disturb_traffic() {
             }
         })
     };
-    let echo = read_to_eof(&mut reader).expect("echo");
+    let echo = read_to_eof(&mut reader);
     done.store(true, Ordering::SeqCst);
     writing.join().unwrap();
     let sent = signals.join().unwrap();
@@ -171,7 +171,7 @@ fn one_thread_throughout() {
     server.assert_one_thread("at start");
     let mut clients: Vec<_> = (0..50).map(|_| server.connect()).collect();
     for (i, client) in clients.iter_mut().enumerate() {
-        roundtrip(client, &pattern(10_000, i as u64));
+        echo(client, &pattern(10_000, i as u64));
     }
     server.assert_one_thread("with 50 clients");
     server.stats();

@@ -8,30 +8,17 @@
 //!
 //! Cases: 20000 per property by default; `PROPTEST_CASES=N` overrides.
 
+mod common;
+
+use common::quit_reference;
 use echo_reactor::quit::QuitFilter;
 use proptest::prelude::*;
-
-/// The quit rule written plainly over the whole stream: the bytes echoed and
-/// whether a quit line ended the session. Without a quit line everything is
-/// echoed (held-back bytes come out at end of stream).
-fn reference(input: &[u8]) -> (Vec<u8>, bool) {
-    let mut start = 0;
-    loop {
-        if input[start..].starts_with(b"quit") {
-            return (input[..start].to_vec(), true);
-        }
-        match input[start..].iter().position(|&b| b == b'\n') {
-            Some(i) => start += i + 1,
-            None => return (input.to_vec(), false),
-        }
-    }
-}
 
 /// What may have been echoed once exactly `prefix` has arrived (stream not
 /// ended): everything before a quit line; otherwise everything except a
 /// trailing `q`, `qu` or `qui` at a line start, which is still undecided.
 fn reference_so_far(prefix: &[u8]) -> Vec<u8> {
-    let (out, quit) = reference(prefix);
+    let (out, quit) = quit_reference(prefix);
     if quit {
         return out;
     }
@@ -94,7 +81,7 @@ fn run(input: &[u8], cuts: &[usize]) -> Run {
 }
 
 fn check(input: &[u8], cuts: &[usize]) {
-    let (expected, expected_quit) = reference(input);
+    let (expected, expected_quit) = quit_reference(input);
     let whole = run(input, &[]);
     let split = run(input, cuts);
     assert_eq!(whole.output, expected, "unsplit {input:?}");
@@ -199,10 +186,16 @@ fn every_split_of_every_short_stream() {
 
 #[test]
 fn reference_examples() {
-    assert_eq!(reference(b"hello\nquit\nmore"), (b"hello\n".to_vec(), true));
-    assert_eq!(reference(b"quit"), (Vec::new(), true));
-    assert_eq!(reference(b"xquit\nquix"), (b"xquit\nquix".to_vec(), false));
-    assert_eq!(reference(b"a\nqui"), (b"a\nqui".to_vec(), false));
+    assert_eq!(
+        quit_reference(b"hello\nquit\nmore"),
+        (b"hello\n".to_vec(), true)
+    );
+    assert_eq!(quit_reference(b"quit"), (Vec::new(), true));
+    assert_eq!(
+        quit_reference(b"xquit\nquix"),
+        (b"xquit\nquix".to_vec(), false)
+    );
+    assert_eq!(quit_reference(b"a\nqui"), (b"a\nqui".to_vec(), false));
     assert_eq!(reference_so_far(b"a\nqui"), b"a\n".to_vec());
     assert_eq!(reference_so_far(b"a\nquix"), b"a\nquix".to_vec());
     assert_eq!(reference_so_far(b"\r\nq"), b"\r\n".to_vec());

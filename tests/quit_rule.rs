@@ -188,12 +188,12 @@ fn server_closes_a_lingering_quit_connection_whose_client_stays_open() {
     // closes, or about 2 s pass. A client that never closes must not keep
     // the connection (and its descriptor) forever.
     let server = Server::start(&[]);
-    let idle_fds = server.fds();
+    let idle_fds = server.fd_count();
     let mut c = server.connect();
     c.write_all(b"bye\nquit\n").unwrap();
     assert_closes_with(&mut c, b"bye\n");
     let deadline = Instant::now() + Duration::from_secs(8);
-    while server.fds() > idle_fds {
+    while server.fd_count() > idle_fds {
         assert!(
             Instant::now() < deadline,
             "the quit connection was still open 8 s after the quit line"

@@ -6,7 +6,7 @@
 //! Every loop is bounded in count and in time; sockets carry timeouts so a
 //! hang fails the test instead of blocking it.
 
-mod torture_support;
+mod common;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -20,7 +20,7 @@ use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
 use socket2::SockRef;
 
-use torture_support::*;
+use common::*;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
@@ -31,15 +31,6 @@ fn ms(d: Duration) -> f64 {
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
-}
-
-/// Blocking connect with timeouts on every operation.
-fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let s = TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))?;
-    s.set_write_timeout(Some(Duration::from_secs(20)))?;
-    s.set_nodelay(true)?;
-    Ok(s)
 }
 
 // ---------------------------------------------------------------------------
@@ -88,7 +79,7 @@ impl ChunkRun {
         let mut seeds = Rng::new(seed);
         let mut conns = Vec::with_capacity(n);
         for i in 0..n {
-            let s = connect(addr, Duration::from_secs(20))
+            let s = try_connect(addr, Duration::from_secs(20))
                 .unwrap_or_else(|e| panic!("connect client {i}: {e}"));
             s.set_nonblocking(true).unwrap();
             let mut stream = MioStream::from_std(s);
@@ -357,7 +348,7 @@ fn latency_clients(addr: SocketAddr, clients: usize, dur: Duration) -> (Vec<Dura
     let handles: Vec<_> = (0..clients)
         .map(|i| {
             thread::spawn(move || {
-                let mut s = connect(addr, Duration::from_secs(10)).expect("latency connect");
+                let mut s = try_connect(addr, Duration::from_secs(10)).expect("latency connect");
                 s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                 let mut msg = format!("latency client {i:03} ").into_bytes();
                 msg.resize(63, b'.');
@@ -414,7 +405,7 @@ fn slow_readers() {
             let mut events = Events::with_capacity(256);
             let mut socks = Vec::new();
             for i in 0..slow_n {
-                let s = connect(addr, Duration::from_secs(10)).expect("slow connect");
+                let s = try_connect(addr, Duration::from_secs(10)).expect("slow connect");
                 s.set_nonblocking(true).unwrap();
                 let mut m = MioStream::from_std(s);
                 poll.registry()
@@ -542,7 +533,7 @@ fn reset_storm() {
                     let batch = left.min(25);
                     let mut socks = Vec::new();
                     for _ in 0..batch {
-                        socks.push(connect(addr, Duration::from_secs(20)).expect("connect"));
+                        socks.push(try_connect(addr, Duration::from_secs(20)).expect("connect"));
                     }
                     for s in socks.iter_mut() {
                         s.write_all(&payload).expect("write 64 KiB");
@@ -604,8 +595,8 @@ fn churn_cycles(addr: SocketAddr, cycles: usize, threads: usize) -> (usize, Vec<
                         }
                         let msg = format!("churn {t:02} {i:06}\n");
                         let r = (|| -> io::Result<()> {
-                            let mut s = connect(addr, Duration::from_secs(20))?;
-                            echo_roundtrip(&mut s, msg.as_bytes())?;
+                            let mut s = try_connect(addr, Duration::from_secs(20))?;
+                            try_echo(&mut s, msg.as_bytes())?;
                             s.shutdown(Shutdown::Write)?;
                             let mut rest = [0u8; 16];
                             match s.read(&mut rest)? {
@@ -841,7 +832,7 @@ fn fd_exhaustion() {
     let server = Server::start(&["--backlog", "1024"]);
     let mut earlier: Vec<TcpStream> = (0..earlier_n).map(|_| server.connect()).collect();
     for (i, s) in earlier.iter_mut().enumerate() {
-        echo_roundtrip(s, format!("earlier {i} before\n").as_bytes()).expect("earlier echo");
+        try_echo(s, format!("earlier {i} before\n").as_bytes()).expect("earlier echo");
     }
     let st = Command::new("prlimit")
         .arg("--pid")
@@ -870,7 +861,7 @@ fn fd_exhaustion() {
     let served_under_pressure = swarm.echoed;
     let mut earlier_ok_during = 0;
     for (i, s) in earlier.iter_mut().enumerate() {
-        if echo_roundtrip(s, format!("earlier {i} during\n").as_bytes()).is_ok() {
+        if try_echo(s, format!("earlier {i} during\n").as_bytes()).is_ok() {
             earlier_ok_during += 1;
         }
     }
@@ -891,14 +882,14 @@ fn fd_exhaustion() {
     let elapsed = t0.elapsed();
     let mut earlier_ok = 0;
     for (i, s) in earlier.iter_mut().enumerate() {
-        if echo_roundtrip(s, format!("earlier {i} after\n").as_bytes()).is_ok() {
+        if try_echo(s, format!("earlier {i} after\n").as_bytes()).is_ok() {
             earlier_ok += 1;
         }
     }
     let stats = server.stats();
     let warns = server.log.count(|l| l.contains("pausing accepts"));
     let mut server = server;
-    let alive = server.alive();
+    let alive = server.is_running();
     figure(
         "fd-exhaustion",
         &format!(
@@ -1164,7 +1155,7 @@ fn hostile_input() {
     cases += 1;
 
     let mut server = server;
-    assert!(server.alive());
+    assert!(server.is_running());
     figure(
         "hostile-input",
         &format!(
@@ -1205,9 +1196,9 @@ fn idle_and_half_open() {
             while !stop.load(Ordering::Relaxed) && Instant::now() < hard {
                 let t = Instant::now();
                 let r = (|| -> io::Result<()> {
-                    let mut s = connect(addr, Duration::from_secs(5))?;
+                    let mut s = try_connect(addr, Duration::from_secs(5))?;
                     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                    echo_roundtrip(&mut s, b"a new client\n")
+                    try_echo(&mut s, b"a new client\n")
                 })();
                 r.expect("new client not served during the idle phase");
                 worst = worst.max(t.elapsed());
@@ -1224,7 +1215,7 @@ fn idle_and_half_open() {
     let mut last_act = Vec::with_capacity(n);
     let t0 = Instant::now();
     for i in 0..n {
-        let mut s = connect(addr, Duration::from_secs(20)).expect("idle connect");
+        let mut s = try_connect(addr, Duration::from_secs(20)).expect("idle connect");
         let kind = match i % 50 {
             0 => IdleKind::Stuck,
             1..=4 => IdleKind::Partial,
@@ -1446,7 +1437,7 @@ fn signals_under_load() {
     // buffers (flow control), not yet read by the server.
     let burst_n = scale(10, 50);
     let mut bursts: Vec<TcpStream> = (0..burst_n)
-        .map(|_| connect(addr, Duration::from_secs(20)).expect("burst connect"))
+        .map(|_| try_connect(addr, Duration::from_secs(20)).expect("burst connect"))
         .collect();
     let t0 = Instant::now();
     // Signal once 40 % of the planned bytes are sent (or after a bounded time).
@@ -1585,7 +1576,7 @@ fn signals_under_load() {
     let status = status.expect("server did not exit");
     assert_eq!(status.code(), Some(0), "exit status");
     assert!(refused.is_some(), "listener still accepting after SIGTERM");
-    let fin = Stats::parse(&final_line.expect("no `final stats:` line")).unwrap();
+    let fin = Stats::parse(&final_line.expect("no `final stats:` line"));
     assert_eq!(fin.get("bytes_in"), run.sent() + burst_total);
     assert_eq!(fin.get("bytes_out"), run.echoed() + burst_echoed);
 }

@@ -8,6 +8,7 @@ NAME=$(basename "$0" .sh)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/echo-reactor-nc.XXXXXX")
 SERVER_PIDS=()
 SERVER_PID=
+SERVER_ERR=
 PORT=
 
 cleanup() {
@@ -43,12 +44,13 @@ fi
 
 # start_server [ARGS...]: starts the server on 127.0.0.1:0 with ARGS and
 # reads its `listening on` line (a blocking read on a FIFO, no polling);
-# sets SERVER_PID and PORT.
+# sets SERVER_PID, SERVER_ERR (its stderr log) and PORT.
 start_server() {
     local tag="server${#SERVER_PIDS[@]}" line fd
     mkfifo "$WORK/$tag.out"
     "$ECHO_REACTOR" --listen 127.0.0.1:0 "$@" >"$WORK/$tag.out" 2>"$WORK/$tag.err" &
     SERVER_PID=$!
+    SERVER_ERR="$WORK/$tag.err"
     SERVER_PIDS+=("$SERVER_PID")
     # Opening the FIFO waits for the server's end; the fd stays open so the
     # server's stdout never breaks.
@@ -93,6 +95,20 @@ expect_session() {
     [ ! -s "$WORK/nc.stderr" ] || fail "$what: nc said: $(cat "$WORK/nc.stderr")"
     expect_file "$WORK/expected" "$WORK/got" "$what"
     ok "$what"
+}
+
+# usr1_stats: sends SIGUSR1 and waits (up to 5 s) for a `stats:` line in
+# the server's log; sets STATS to the latest one (` stats: accepted=...`).
+usr1_stats() {
+    local _
+    kill -USR1 "$SERVER_PID"
+    STATS=
+    for _ in $(seq 100); do
+        STATS=$(grep -o ' stats: accepted=.*' "$SERVER_ERR" | grep -v final | tail -n 1 || true)
+        [ -n "$STATS" ] && break
+        sleep 0.05
+    done
+    [ -n "$STATS" ] || fail "no stats line after SIGUSR1"
 }
 
 # stop_server: SIGTERM; the server must exit 0.

@@ -31,15 +31,8 @@ expect_file "$WORK/talk.expected" "$WORK/talk.out" "a line every 0.4 s"
 ok "a client sending a line every 0.4 s stayed open for 3 s"
 
 # The stats agree: one idle close, one client close.
-kill -USR1 "$SERVER_PID"
-stats=
-for _ in $(seq 100); do
-    stats=$(grep -o ' stats: accepted=.*' "$WORK/server0.err" | grep -v final | tail -n 1 || true)
-    [ -n "$stats" ] && break
-    sleep 0.05
-done
-[ -n "$stats" ] || fail "no stats line after SIGUSR1"
-[[ $stats == *" closed_idle=1 "* ]] || fail "expected closed_idle=1: $stats"
-[[ $stats == *" closed_client=1 "* ]] || fail "expected closed_client=1: $stats"
+usr1_stats
+[[ $STATS == *" closed_idle=1 "* ]] || fail "expected closed_idle=1: $STATS"
+[[ $STATS == *" closed_client=1 "* ]] || fail "expected closed_client=1: $STATS"
 ok "SIGUSR1 stats: closed_idle=1 closed_client=1"
 stop_server

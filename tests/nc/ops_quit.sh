@@ -17,15 +17,8 @@ expect_file "$WORK/after_quit.expected" "$WORK/after_quit.out" "1 MB after quit 
 ok "1 MB sent after quit is discarded; clean EOF"
 
 # Three quit sessions so far: SIGUSR1 says so.
-kill -USR1 "$SERVER_PID"
-stats=
-for _ in $(seq 100); do
-    stats=$(grep -o ' stats: accepted=.*' "$WORK/server0.err" | grep -v final | tail -n 1 || true)
-    [ -n "$stats" ] && break
-    sleep 0.05
-done
-[ -n "$stats" ] || fail "no stats line after SIGUSR1"
-[[ $stats == *" accepted=3 "* ]] || fail "expected accepted=3: $stats"
-[[ $stats == *" closed_quit=3 "* ]] || fail "expected closed_quit=3: $stats"
+usr1_stats
+[[ $STATS == *" accepted=3 "* ]] || fail "expected accepted=3: $STATS"
+[[ $STATS == *" closed_quit=3 "* ]] || fail "expected closed_quit=3: $STATS"
 ok "SIGUSR1 stats: closed_quit=3"
 stop_server

@@ -15,6 +15,15 @@ wait_log() {
     fail "no '$1' in $2 within 10 s"
 }
 
+# wait_echo NAME: bounded wait (10 s) until client NAME got some output.
+wait_echo() {
+    local _
+    for _ in $(seq 200); do
+        [ -s "$WORK/$1.out" ] && break
+        sleep 0.05
+    done
+}
+
 # A client on a FIFO, so the script decides when its stdin ends.
 open_client() {
     mkfifo "$WORK/$1.in"
@@ -24,13 +33,10 @@ open_client() {
 }
 
 start_server --shutdown-timeout 5
-err="$WORK/server0.err"
+err=$SERVER_ERR
 open_client c1
 printf 'before the signal\n' >&"$CLIENT_FD"
-for _ in $(seq 200); do
-    [ -s "$WORK/c1.out" ] && break
-    sleep 0.05
-done
+wait_echo c1
 [ "$(cat "$WORK/c1.out")" = "before the signal" ] || fail "no echo before the signal"
 kill -TERM "$SERVER_PID"
 wait_log 'shutting down: draining 1 connections' "$err"
@@ -56,13 +62,10 @@ ok "server exited 0 with: $(grep -o 'final stats: accepted=[0-9]* active=[0-9]*'
 
 # A client that never closes holds the drain; a second signal ends it at once.
 start_server --shutdown-timeout 30
-err="$WORK/server1.err"
+err=$SERVER_ERR
 open_client c2
 printf 'hold\n' >&"$CLIENT_FD"
-for _ in $(seq 200); do
-    [ -s "$WORK/c2.out" ] && break
-    sleep 0.05
-done
+wait_echo c2
 kill -TERM "$SERVER_PID"
 wait_log 'shutting down' "$err"
 kill -INT "$SERVER_PID"
@@ -80,7 +83,7 @@ wait "$CLIENT_PID" 2>/dev/null || true
 
 # SIGINT (Ctrl-C) with nobody connected: exit 0 at once.
 start_server
-err="$WORK/server2.err"
+err=$SERVER_ERR
 printf 'x\n' | client >/dev/null || fail "echo before SIGINT"
 kill -INT "$SERVER_PID"
 status=0

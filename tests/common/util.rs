@@ -1,0 +1,101 @@
+//! Small things many tests need: polling with a deadline, a free port, a
+//! scratch directory, and the torture suite's sizes, serialisation and
+//! `FIGURE` lines.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Polls `f` every `every` until it holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, every: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// A port nobody listens on right now (for configs that need a number up
+/// front, such as HAProxy's frontend).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// A scratch directory under the system temp dir, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "echo-reactor-{name}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Torture suite
+
+/// `TORTURE_FULL=1` selects the full sizes of issue 5.
+pub fn full() -> bool {
+    matches!(
+        std::env::var("TORTURE_FULL").as_deref(),
+        Ok("1") | Ok("true") | Ok("yes")
+    )
+}
+
+/// Pick the short or the full value.
+pub fn scale<T>(short: T, full_value: T) -> T {
+    if full() {
+        full_value
+    } else {
+        short
+    }
+}
+
+/// Torture scenarios measure fds, RSS and timing of one server; run them one
+/// at a time even when the test harness uses several threads.
+/// Also raises this process's soft fd limit to the hard limit (the server
+/// inherits it): thousands of client sockets must not hit EMFILE here.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Print one figure line (stdout, so `--nocapture` shows it).
+pub fn figure(name: &str, text: &str) {
+    println!("FIGURE {name}: {text}");
+}
+
+/// The `p` quantile (0..=1) of sorted durations; zero for none.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx]
+}
