@@ -137,10 +137,6 @@ impl Connection {
         self.reason
     }
 
-    pub fn stream_mut(&mut self) -> &mut TcpStream {
-        &mut self.stream
-    }
-
     /// Records what a readiness event said about input.
     pub fn note_event(&mut self, readable: bool, read_closed: bool) {
         self.readable |= readable || read_closed;
