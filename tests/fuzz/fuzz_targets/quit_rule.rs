@@ -23,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
     chunks.push(tail);
 
     let split = echo(&chunks);
-    assert_eq!(split, echo(&[stream]), "output depends on how the stream was cut");
+    assert_eq!(
+        split,
+        echo(&[stream]),
+        "output depends on how the stream was cut"
+    );
     assert_eq!(split, reference(stream));
 });
 
