@@ -548,12 +548,14 @@ mod tests {
 
     #[test]
     fn accepted_sockets_inherit_tcp_nodelay_from_the_listener() {
+        // The listener as `Server::bind` opens it, without the signal
+        // handlers that would outlive this test in the test process.
         let config = Config::with_listen("127.0.0.1:0".parse().unwrap());
-        let server = Server::bind(&config).unwrap();
-        let _client = std::net::TcpStream::connect(server.local_addr()).unwrap();
+        let listener = open_listener(&config).unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         // On loopback, connect returns once the handshake is done, so the
         // connection is already queued.
-        let (accepted, _) = server.listener.as_ref().unwrap().accept().unwrap();
+        let (accepted, _) = listener.accept().unwrap();
         assert!(accepted.nodelay().unwrap());
     }
 }
