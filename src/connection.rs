@@ -200,9 +200,7 @@ impl Connection {
                 Ok(0) => {
                     self.readable = false;
                     self.eof = true;
-                    self.phase = Phase::Flushing;
-                    let held = self.quit.as_mut().map_or(&b""[..], QuitFilter::finish);
-                    if let Err(err) = self.send(held, b"", io.stats, io.now) {
+                    if let Err(err) = self.stop_echoing(io) {
                         return Some(self.fail(&err));
                     }
                 }
@@ -245,13 +243,19 @@ impl Connection {
         {
             // Everything the client sent is echoed or queued. Held bytes never
             // became `quit`, so they are echoed too.
-            self.phase = Phase::Flushing;
-            let held = self.quit.as_mut().map_or(&b""[..], QuitFilter::finish);
-            if let Err(err) = self.send(held, b"", io.stats, io.now) {
+            if let Err(err) = self.stop_echoing(io) {
                 return Some(self.fail(&err));
             }
         }
         None
+    }
+
+    /// The input ends here (EOF or shutdown): bytes held back as a possible
+    /// `quit` never became one, so they are echoed, and then nothing more.
+    fn stop_echoing(&mut self, io: &mut Io) -> io::Result<()> {
+        self.phase = Phase::Flushing;
+        let held = self.quit.as_mut().map_or(&b""[..], QuitFilter::finish);
+        self.send(held, b"", io.stats, io.now)
     }
 
     /// All echo is out and no more will be echoed.

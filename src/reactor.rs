@@ -18,7 +18,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::Config;
 use crate::connection::{CloseReason, Connection, Io, Next, DRAIN_QUIET};
 use crate::stats::Stats;
-use crate::timers::Wheel;
+use crate::timers::{TimerHandle, Wheel};
 
 /// Connections use their slab key as token; these two sit where no key reaches.
 const LISTENER: Token = Token(usize::MAX);
@@ -53,7 +53,6 @@ pub struct Server {
     max_buffer: usize,
     accept_batch: u32,
     max_connections: usize,
-    idle_timeout: Option<Duration>,
     shutdown_timeout: Duration,
     /// The listener may have connections queued. Edge-triggered polling will
     /// not report it again until the queue has been drained, so while this is
@@ -70,9 +69,10 @@ pub struct Server {
     /// Connections that used their share of a turn with work left; served
     /// again next turn, which then polls without blocking.
     yielded: Vec<ConnRef>,
-    /// Idle deadlines, armed once per connection and re-armed lazily when one
-    /// fires for a connection that was active since: O(1) per event.
-    idle_timers: Option<Wheel<ConnRef>>,
+    /// `--idle-timeout` and its deadlines (`None` when it is off), armed once
+    /// per connection and re-armed lazily when one fires for a connection
+    /// that was active since: O(1) per event.
+    idle: Option<(Duration, Wheel<ConnRef>)>,
     linger_timers: Wheel<ConnRef>,
     /// When the drain after SIGINT/SIGTERM ends; `None` while serving.
     shutdown_deadline: Option<Instant>,
@@ -107,7 +107,6 @@ impl Server {
             .map_err(|err| context(err, "cannot read RLIMIT_NOFILE"))?;
 
         let now = Instant::now();
-        let idle_timeout = (!config.idle_timeout.is_zero()).then_some(config.idle_timeout);
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -119,7 +118,6 @@ impl Server {
             max_buffer: config.max_buffer as usize,
             accept_batch: config.accept_batch,
             max_connections,
-            idle_timeout,
             shutdown_timeout: config.shutdown_timeout,
             listener_ready: false,
             at_connection_limit: false,
@@ -127,7 +125,8 @@ impl Server {
             last_accept_warning: None,
             suppressed_accept_warnings: 0,
             yielded: Vec::new(),
-            idle_timers: idle_timeout.map(|timeout| Wheel::new(timeout, now)),
+            idle: (!config.idle_timeout.is_zero())
+                .then(|| (config.idle_timeout, Wheel::new(config.idle_timeout, now))),
             linger_timers: Wheel::new(LINGER_TIMEOUT, now),
             shutdown_deadline: None,
             next_drain_check: None,
@@ -232,15 +231,13 @@ impl Server {
     fn close(&mut self, key: usize, reason: CloseReason) {
         // Dropping the stream closes it, which also takes it out of epoll.
         let connection = self.connections.remove(key);
-        if let (Some(timer), Some(timers)) = (connection.idle_timer, &mut self.idle_timers) {
-            if let Some(((moved, _), timer)) = timers.cancel(timer) {
-                self.connections[moved].idle_timer = Some(timer);
-            }
+        if let (Some(timer), Some((_, timers))) = (connection.idle_timer, &mut self.idle) {
+            cancel_timer(timers, timer, &mut self.connections, |c| &mut c.idle_timer);
         }
         if let Some(timer) = connection.linger_timer {
-            if let Some(((moved, _), timer)) = self.linger_timers.cancel(timer) {
-                self.connections[moved].linger_timer = Some(timer);
-            }
+            cancel_timer(&mut self.linger_timers, timer, &mut self.connections, |c| {
+                &mut c.linger_timer
+            });
         }
         self.stats.record_close(reason);
         debug!("connection {} closed ({reason:?})", connection.id);
@@ -316,10 +313,9 @@ impl Server {
         }
         let id = self.stats.accepted;
         self.stats.accepted += 1;
-        self.stats.active += 1;
         let mut connection = Connection::new(stream, id, self.quit_rule, now);
-        if let (Some(timers), Some(timeout)) = (&mut self.idle_timers, self.idle_timeout) {
-            connection.idle_timer = Some(timers.insert(now + timeout, (key, id)));
+        if let Some((timeout, timers)) = &mut self.idle {
+            connection.idle_timer = Some(timers.insert(now + *timeout, (key, id)));
         }
         entry.insert(connection);
         debug!("connection {id} from {peer} opened");
@@ -349,7 +345,7 @@ impl Server {
     fn fire_timers(&mut self, now: Instant, due: &mut Vec<ConnRef>) {
         // Taken out while firing so that `close` can borrow `self`; the
         // connections closed here have no idle timer left to cancel.
-        if let (Some(mut timers), Some(timeout)) = (self.idle_timers.take(), self.idle_timeout) {
+        if let Some((timeout, mut timers)) = self.idle.take() {
             timers.expire(now, due);
             for (key, id) in due.drain(..) {
                 let Some(connection) = self.connections.get_mut(key).filter(|c| c.id == id) else {
@@ -366,7 +362,7 @@ impl Server {
                     connection.idle_timer = Some(timers.insert(deadline, (key, id)));
                 }
             }
-            self.idle_timers = Some(timers);
+            self.idle = Some((timeout, timers));
         }
         self.linger_timers.expire(now, due);
         for (key, id) in due.drain(..) {
@@ -389,7 +385,9 @@ impl Server {
         }
         let accept_resume = self.accept_paused_until.filter(|_| self.listener_ready);
         [
-            self.idle_timers.as_ref().and_then(Wheel::next_deadline),
+            self.idle
+                .as_ref()
+                .and_then(|(_, timers)| timers.next_deadline()),
             self.linger_timers.next_deadline(),
             accept_resume,
             self.shutdown_deadline,
@@ -406,12 +404,20 @@ impl Server {
         let pending: Vec<i32> = self.signals.pending().collect();
         for signal in pending {
             match signal {
-                SIGUSR1 => info!("stats: {}", self.stats),
+                SIGUSR1 => info!("stats: {}", self.stats()),
                 _ if self.shutdown_deadline.is_some() => outcome = SignalOutcome::ExitNow,
                 _ => self.begin_shutdown(now),
             }
         }
         outcome
+    }
+
+    /// The counters, with `active` read off the slab.
+    fn stats(&self) -> Stats {
+        Stats {
+            active: self.connections.len() as u64,
+            ..self.stats.clone()
+        }
     }
 
     /// Stops accepting and lets every connection finish what it was sent.
@@ -444,8 +450,22 @@ impl Server {
         for key in keys {
             self.close(key, CloseReason::Shutdown);
         }
-        info!("final stats: {}", self.stats);
-        self.stats
+        let stats = self.stats();
+        info!("final stats: {stats}");
+        stats
+    }
+}
+
+/// Cancels `timer`. The connection whose timer the wheel moved into its
+/// place learns its new handle through `field`.
+fn cancel_timer(
+    timers: &mut Wheel<ConnRef>,
+    timer: TimerHandle,
+    connections: &mut Slab<Connection>,
+    field: fn(&mut Connection) -> &mut Option<TimerHandle>,
+) {
+    if let Some(((moved, _), timer)) = timers.cancel(timer) {
+        *field(&mut connections[moved]) = Some(timer);
     }
 }
 

@@ -7,7 +7,7 @@ use crate::connection::CloseReason;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
     pub accepted: u64,
-    /// Open connections now.
+    /// Open connections now: filled in from the slab when the stats are read.
     pub active: u64,
     pub closed_client: u64,
     pub closed_quit: u64,
@@ -30,7 +30,6 @@ pub struct Stats {
 
 impl Stats {
     pub fn record_close(&mut self, reason: CloseReason) {
-        self.active -= 1;
         *match reason {
             CloseReason::Client => &mut self.closed_client,
             CloseReason::Quit => &mut self.closed_quit,
