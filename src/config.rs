@@ -1,6 +1,6 @@
 //! Command-line options: every knob the server has, with its default.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use clap::Parser;
@@ -9,8 +9,10 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "echo-reactor", version, about, allow_negative_numbers = true)]
 pub struct Config {
-    /// Address to listen on; port 0 lets the kernel choose. IPv6 works: [::1]:7007.
-    #[arg(long, default_value = "127.0.0.1:7007", value_name = "ADDR")]
+    /// Address to listen on: IP:PORT or HOST:PORT (localhost:7007); port 0
+    /// lets the kernel choose. IPv6 works: [::1]:7007.
+    #[arg(long, default_value = "127.0.0.1:7007", value_name = "ADDR",
+          value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// Most unsent echo bytes held for one connection; past this the server
@@ -64,6 +66,21 @@ impl Config {
     }
 }
 
+/// An IP:PORT as is; a HOST:PORT resolved once, at start, to its first
+/// address (for `localhost`, what the resolver lists first).
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let usage = "expected IP:PORT or HOST:PORT, e.g. 127.0.0.1:7007, [::1]:7007, localhost:7007";
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|err| format!("`{text}`: {err} ({usage})"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("`{text}` resolves to no address ({usage})"))
+}
+
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
@@ -82,6 +99,23 @@ mod tests {
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("soon").is_err());
         assert!(parse_seconds("inf").is_err());
+    }
+
+    #[test]
+    fn listen_takes_addresses_and_host_names() {
+        assert_eq!(
+            parse_listen("[::1]:7007"),
+            Ok("[::1]:7007".parse().unwrap())
+        );
+        let local = parse_listen("localhost:7007").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 7007, "{local}");
+        for bad in ["7007", "localhost", "127.0.0.1:99999"] {
+            let err = parse_listen(bad).unwrap_err();
+            assert!(
+                err.contains("expected IP:PORT or HOST:PORT"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -161,8 +161,8 @@ impl Server {
                     SIGNALS => {
                         if let SignalOutcome::ExitNow = self.handle_signals(now) {
                             warn!(
-                                "second signal: closing {} connections now",
-                                self.connections.len()
+                                "second signal: closing {} now",
+                                connections(self.connections.len())
                             );
                             return Ok(self.finish());
                         }
@@ -197,8 +197,8 @@ impl Server {
                 }
                 if now >= deadline {
                     info!(
-                        "shutdown timeout: closing {} connections that did not finish",
-                        self.connections.len()
+                        "shutdown timeout: closing {} that did not finish",
+                        connections(self.connections.len())
                     );
                     return Ok(self.finish());
                 }
@@ -333,10 +333,13 @@ impl Server {
             self.suppressed_accept_warnings += 1;
             return;
         }
+        let suppressed = match self.suppressed_accept_warnings {
+            0 => String::new(),
+            n => format!(" ({n} similar warnings suppressed)"),
+        };
         warn!(
-            "accept: {err}; pausing accepts for {} ms ({} similar warnings suppressed)",
-            ACCEPT_PAUSE.as_millis(),
-            self.suppressed_accept_warnings
+            "accept: {err}; pausing accepts for {} ms{suppressed}",
+            ACCEPT_PAUSE.as_millis()
         );
         self.last_accept_warning = Some(now);
         self.suppressed_accept_warnings = 0;
@@ -423,9 +426,9 @@ impl Server {
     /// Stops accepting and lets every connection finish what it was sent.
     fn begin_shutdown(&mut self, now: Instant) {
         info!(
-            "shutting down: draining {} connections (at most {:?})",
-            self.connections.len(),
-            self.shutdown_timeout
+            "shutting down: draining {} (at most {}s)",
+            connections(self.connections.len()),
+            self.shutdown_timeout.as_secs_f64()
         );
         // Closing the listener refuses new clients at once.
         self.listener = None;
@@ -498,6 +501,11 @@ fn open_listener(config: &Config) -> io::Result<std::net::TcpListener> {
     Ok(listener)
 }
 
+/// "1 connection", "3 connections": for the log.
+fn connections(n: usize) -> String {
+    format!("{n} connection{}", if n == 1 { "" } else { "s" })
+}
+
 fn context(err: io::Error, what: &str) -> io::Error {
     io::Error::new(err.kind(), format!("{what}: {err}"))
 }
@@ -525,9 +533,12 @@ fn connection_limit(wanted: u32) -> io::Result<usize> {
         .min(fds.saturating_sub(RESERVED_FDS))
         .max(1);
     if limit < u64::from(wanted) {
-        warn!("RLIMIT_NOFILE is {fds}: accepting at most {limit} connections, not {wanted}");
+        warn!(
+            "RLIMIT_NOFILE is {fds}: accepting at most {}, not {wanted}",
+            connections(limit as usize)
+        );
     } else {
-        info!("accepting at most {limit} connections");
+        info!("accepting at most {}", connections(limit as usize));
     }
     Ok(limit as usize)
 }

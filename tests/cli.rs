@@ -169,6 +169,19 @@ fn listening_on_all_interfaces_serves_loopback() {
 }
 
 #[test]
+fn listen_takes_a_host_name() {
+    // As in the README's telnet session: `localhost` rather than an IP.
+    let server = Server::start(&["--listen", "localhost:0"]);
+    assert!(
+        server.addr.ip().is_loopback(),
+        "listening on {}",
+        server.addr
+    );
+    let mut c = server.connect();
+    echo(&mut c, b"via localhost\n");
+}
+
+#[test]
 fn rust_log_debug_logs_connections() {
     let server = Server::start_with_env(&[], &[("RUST_LOG", "debug")]);
     let mut c = server.connect();
