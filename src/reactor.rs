@@ -31,7 +31,8 @@ const EVENTS_PER_POLL: usize = 1024;
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long accepting rests after the process ran out of descriptors or memory.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// At most one accept-exhaustion warning per this interval; the rest are counted.
+/// At most one warning about held-back accepts per this interval; the rest
+/// are counted.
 const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 /// Descriptors the server needs besides connections: stdio, epoll, listener,
 /// the signal pipe, and slack.
@@ -262,10 +263,10 @@ impl Server {
                 if !self.at_connection_limit {
                     self.at_connection_limit = true;
                     self.stats.accept_pauses_limit += 1;
-                    debug!(
-                        "{} connections open: accepting paused",
-                        self.max_connections
-                    );
+                    let open = connections(self.max_connections);
+                    self.warn_accept(now, || {
+                        format!("{open} open (--max-connections): new clients wait in the backlog")
+                    });
                 }
                 break;
             }
@@ -326,6 +327,18 @@ impl Server {
             self.stats.accept_pauses_fd += 1;
         }
         self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+        self.warn_accept(now, || {
+            format!(
+                "accept: {err}; pausing accepts for {} ms",
+                ACCEPT_PAUSE.as_millis()
+            )
+        });
+    }
+
+    /// Warns that accepting is held back, at most once per
+    /// `ACCEPT_WARNING_INTERVAL`: under pressure this happens every turn, and
+    /// the log must not become the next thing to fill up.
+    fn warn_accept(&mut self, now: Instant, message: impl FnOnce() -> String) {
         let recently = self
             .last_accept_warning
             .is_some_and(|at| now.duration_since(at) < ACCEPT_WARNING_INTERVAL);
@@ -337,10 +350,7 @@ impl Server {
             0 => String::new(),
             n => format!(" ({n} similar warnings suppressed)"),
         };
-        warn!(
-            "accept: {err}; pausing accepts for {} ms{suppressed}",
-            ACCEPT_PAUSE.as_millis()
-        );
+        warn!("{}{suppressed}", message());
         self.last_accept_warning = Some(now);
         self.suppressed_accept_warnings = 0;
     }
