@@ -81,10 +81,17 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("`{text}` resolves to no address ({usage})"))
 }
 
+/// Longest accepted timeout: deadlines are `now + timeout`, which must stay
+/// far from where `Instant` overflows.
+const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if secs > MAX_SECONDS {
+        return Err(format!("`{text}` is longer than a year ({MAX_SECONDS} s)"));
+    }
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is not a usable duration"))
 }
 
@@ -99,6 +106,12 @@ mod tests {
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("soon").is_err());
         assert!(parse_seconds("inf").is_err());
+        assert_eq!(
+            parse_seconds("31536000"),
+            Ok(Duration::from_secs(31_536_000))
+        );
+        assert!(parse_seconds("31536001").is_err());
+        assert!(parse_seconds("1e19").is_err());
     }
 
     #[test]

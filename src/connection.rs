@@ -54,8 +54,6 @@ pub enum Next {
     Wait,
     /// Work is left but this turn's share is spent: come back next turn.
     Yield,
-    /// The write side was just shut: arm the linger timer.
-    Linger,
     /// Close the socket now.
     Close(CloseReason),
 }
@@ -135,6 +133,12 @@ impl Connection {
 
     pub fn close_reason(&self) -> CloseReason {
         self.reason
+    }
+
+    /// Write side shut, discarding input: the reactor bounds this with the
+    /// linger timer.
+    pub fn is_lingering(&self) -> bool {
+        self.phase == Phase::Lingering
     }
 
     /// Records what a readiness event said about input.
@@ -276,10 +280,7 @@ impl Connection {
             Err(err) => return self.fail(&err),
         }
         self.phase = Phase::Lingering;
-        match self.discard_input(io) {
-            Next::Wait => Next::Linger,
-            next => next,
-        }
+        self.discard_input(io)
     }
 
     /// Lingering: reads and drops input until the client closes.

@@ -1,6 +1,7 @@
 //! The poll loop: one `mio::Poll` owns the listener, the signal pipe and every
-//! connection. Each turn it waits for events, serves them, revisits the work
-//! it cut short, fires due timers and accepts a batch of new connections.
+//! connection. Each turn it waits for events, fires due timers, serves the
+//! events, revisits the work it cut short and accepts a batch of new
+//! connections.
 //! It knows nothing of the echo protocol: `Connection::advance` does that.
 
 use std::io;
@@ -93,6 +94,12 @@ impl Server {
     /// Binds the listener (or takes the one systemd passed in) and prepares
     /// the loop. Nothing is served until `run`.
     pub fn bind(config: &Config) -> io::Result<Server> {
+        Server::bind_with_signals(config, &[SIGINT, SIGTERM, SIGUSR1])
+    }
+
+    /// `bind`, handling only `signals`: unit tests take none, so that no
+    /// handler outlives them in the test process.
+    fn bind_with_signals(config: &Config, signals: &[libc::c_int]) -> io::Result<Server> {
         let listener = open_listener(config)?;
         let mut listener = TcpListener::from_std(listener);
         let local_addr = listener.local_addr()?;
@@ -100,8 +107,8 @@ impl Server {
         let poll = Poll::new().map_err(|err| context(err, "cannot create the poll"))?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])
-            .map_err(|err| context(err, "cannot install signal handlers"))?;
+        let mut signals =
+            Signals::new(signals).map_err(|err| context(err, "cannot install signal handlers"))?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let max_connections = connection_limit(config.max_connections)
@@ -156,6 +163,11 @@ impl Server {
                 Err(err) => return Err(err),
             }
             now = Instant::now();
+            // Timers first: collecting what is due moves the wheels up to
+            // `now`, and only then may this turn arm deadlines from `now`
+            // (a wheel asked for a deadline beyond its horizon from a stale
+            // position would fire it early).
+            self.fire_timers(now, &mut due);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.listener_ready = true,
@@ -187,7 +199,6 @@ impl Server {
                     self.serve(key, now);
                 }
             }
-            self.fire_timers(now, &mut due);
             self.accept_batch(now);
             if let Some(deadline) = self.shutdown_deadline {
                 if self.next_drain_check.is_some_and(|at| at <= now) {
@@ -216,16 +227,20 @@ impl Server {
             now,
             max_buffer: self.max_buffer,
         };
-        match connection.advance(&mut io) {
-            Next::Wait => {}
-            Next::Yield => self.yielded.push((key, connection.id)),
-            Next::Linger => {
-                let timer = self
-                    .linger_timers
-                    .insert(now + LINGER_TIMEOUT, (key, connection.id));
-                connection.linger_timer = Some(timer);
-            }
-            Next::Close(reason) => self.close(key, reason),
+        let next = connection.advance(&mut io);
+        if let Next::Close(reason) = next {
+            return self.close(key, reason);
+        }
+        // Armed from the phase, not from the turn lingering began: that turn
+        // may end in a yield (a flood to discard) rather than a wait.
+        if connection.is_lingering() && connection.linger_timer.is_none() {
+            let timer = self
+                .linger_timers
+                .insert(now + LINGER_TIMEOUT, (key, connection.id));
+            connection.linger_timer = Some(timer);
+        }
+        if next == Next::Yield {
+            self.yielded.push((key, connection.id));
         }
     }
 
@@ -276,7 +291,16 @@ impl Server {
             match listener.accept() {
                 Ok((stream, peer)) => {
                     self.at_connection_limit = false;
-                    self.add_connection(stream, peer, now);
+                    if let Err(err) = self.add_connection(stream, peer, now) {
+                        // Out of epoll watches or kernel memory: the next
+                        // connection would fare no better.
+                        self.pause_accepting(
+                            "cannot register a connection with the poll",
+                            &err,
+                            now,
+                        );
+                        break;
+                    }
                     accepted += 1;
                 }
                 // The queue is empty: the next connection brings a new edge.
@@ -289,7 +313,7 @@ impl Server {
                 // Out of descriptors or memory (or a listener gone bad):
                 // retrying at once would fail again and spin.
                 Err(err) => {
-                    self.pause_accepting(&err, now);
+                    self.pause_accepting("accept", &err, now);
                     break;
                 }
             }
@@ -300,18 +324,21 @@ impl Server {
         }
     }
 
-    fn add_connection(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+    /// Registers and keeps a new connection; on error it is dropped (closed).
+    fn add_connection(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> io::Result<()> {
         let entry = self.connections.vacant_entry();
         let key = entry.key();
         // Registered once for both directions: no epoll_ctl per message.
-        if let Err(err) = self.poll.registry().register(
+        self.poll.registry().register(
             &mut stream,
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
-        ) {
-            warn!("{peer}: cannot register with the poll: {err}");
-            return;
-        }
+        )?;
         let id = self.stats.accepted;
         self.stats.accepted += 1;
         let mut connection = Connection::new(stream, id, self.quit_rule, now);
@@ -320,16 +347,17 @@ impl Server {
         }
         entry.insert(connection);
         debug!("connection {id} from {peer} opened");
+        Ok(())
     }
 
-    fn pause_accepting(&mut self, err: &io::Error, now: Instant) {
+    fn pause_accepting(&mut self, what: &str, err: &io::Error, now: Instant) {
         if is_resource_exhaustion(err) {
             self.stats.accept_pauses_fd += 1;
         }
         self.accept_paused_until = Some(now + ACCEPT_PAUSE);
         self.warn_accept(now, || {
             format!(
-                "accept: {err}; pausing accepts for {} ms",
+                "{what}: {err}; pausing accepts for {} ms",
                 ACCEPT_PAUSE.as_millis()
             )
         });
@@ -435,6 +463,17 @@ impl Server {
 
     /// Stops accepting and lets every connection finish what it was sent.
     fn begin_shutdown(&mut self, now: Instant) {
+        // Clients whose handshake the kernel has completed already think
+        // they are connected, and may have sent data: closing the listener
+        // would reset them. Take them in (up to the limit) to be drained.
+        self.listener_ready = true;
+        loop {
+            let accepted = self.stats.accepted;
+            self.accept_batch(now);
+            if !self.listener_ready || self.stats.accepted == accepted {
+                break;
+            }
+        }
         info!(
             "shutting down: draining {} (at most {}s)",
             connections(self.connections.len()),
@@ -477,8 +516,15 @@ fn cancel_timer(
     connections: &mut Slab<Connection>,
     field: fn(&mut Connection) -> &mut Option<TimerHandle>,
 ) {
-    if let Some(((moved, _), timer)) = timers.cancel(timer) {
-        *field(&mut connections[moved]) = Some(timer);
+    if let Some(((key, id), timer)) = timers.cancel(timer) {
+        // Every armed entry names a live connection (closing cancels its
+        // timers), so this always finds it; the id check keeps a broken
+        // invariant from touching another connection's timer.
+        let moved = connections.get_mut(key).filter(|c| c.id == id);
+        debug_assert!(moved.is_some(), "timer entry for a closed connection");
+        if let Some(moved) = moved {
+            *field(moved) = Some(timer);
+        }
     }
 }
 
@@ -554,15 +600,15 @@ fn connection_limit(wanted: u32) -> io::Result<usize> {
 }
 
 /// Errors that belong to one queued connection, not to the listener:
-/// ECONNABORTED (the client gave up while queued), EINTR, EPERM (a firewall),
-/// and the network errors Linux passes on from the new socket (accept(2)).
+/// ECONNABORTED (the client gave up while queued), EINTR, and the network
+/// errors Linux passes on from the new socket (accept(2)). Not EPERM: a
+/// security module can refuse every accept, and retrying at once would spin.
 fn is_one_connections_failure(err: &io::Error) -> bool {
     matches!(
         err.raw_os_error(),
         Some(
             libc::ECONNABORTED
                 | libc::EINTR
-                | libc::EPERM
                 | libc::EPROTO
                 | libc::ENETDOWN
                 | libc::ENOPROTOOPT
@@ -598,5 +644,34 @@ mod tests {
         // connection is already queued.
         let (accepted, _) = listener.accept().unwrap();
         assert!(accepted.nodelay().unwrap());
+    }
+
+    #[test]
+    fn lingering_that_begins_in_a_yielding_turn_is_still_timed() {
+        use std::io::Write;
+        let config = Config::with_listen("127.0.0.1:0".parse().unwrap());
+        let mut server = Server::bind_with_signals(&config, &[]).unwrap();
+        // A small read buffer: one turn's share of reads (16) no longer
+        // drains what waits behind the quit line.
+        server.read_buf = vec![0; 1024];
+        let mut client = std::net::TcpStream::connect(server.local_addr()).unwrap();
+        // On loopback the bytes are in the server's socket when this returns.
+        client.write_all(b"quit\n").unwrap();
+        client.write_all(&[b'x'; 64 << 10]).unwrap();
+
+        let now = Instant::now();
+        server.listener_ready = true;
+        server.accept_batch(now);
+        let key = server.connections.iter().next().expect("accepted").0;
+        server.connections[key].note_event(true, false);
+        server.serve(key, now);
+
+        let connection = &server.connections[key];
+        assert!(connection.is_lingering());
+        assert_eq!(server.yielded.len(), 1, "the turn must end in a yield");
+        assert!(
+            connection.linger_timer.is_some(),
+            "lingering with no deadline: only the client could end it"
+        );
     }
 }

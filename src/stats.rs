@@ -14,13 +14,16 @@ pub struct Stats {
     pub closed_idle: u64,
     pub closed_error: u64,
     pub closed_shutdown: u64,
+    /// Bytes read from clients, including input discarded after `quit`:
+    /// it can exceed `bytes_out`.
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// Listener events served; with `largest_batch`, shows whether
-    /// `--accept-batch` ever cuts a batch short.
+    /// Loop turns that accepted at least one connection; with
+    /// `largest_batch`, shows whether `--accept-batch` ever cuts a batch short.
     pub accept_batches: u64,
     pub largest_batch: u64,
-    /// Accepting paused because the process ran out of descriptors or memory.
+    /// Accepting paused because the process ran out of descriptors or memory
+    /// (or epoll watches).
     pub accept_pauses_fd: u64,
     /// Accepting paused because `--max-connections` were open.
     pub accept_pauses_limit: u64,

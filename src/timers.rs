@@ -47,9 +47,18 @@ impl<T: Copy> Wheel<T> {
         }
     }
 
+    /// Arms `item` for `deadline`, which must lie within `horizon` of the
+    /// last `expire(now)`: the wheel only reaches that far ahead of where
+    /// it last collected, so call `expire` first in a turn, then arm.
     pub fn insert(&mut self, deadline: Instant, item: T) -> TimerHandle {
         let last = self.next_tick + self.slots.len() as u64 - 1;
-        let tick = self.ticks_until(deadline, true).clamp(self.next_tick, last);
+        let tick = self.ticks_until(deadline, true);
+        debug_assert!(
+            tick <= last,
+            "deadline beyond the wheel's reach: expire first"
+        );
+        // A deadline already past fires on the next `expire`.
+        let tick = tick.clamp(self.next_tick, last);
         let slot = (tick % self.slots.len() as u64) as usize;
         self.slots[slot].push(item);
         self.len += 1;

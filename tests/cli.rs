@@ -27,6 +27,8 @@ fn bad_flags_exit_2_with_a_message() {
         (&["--idle-timeout", "-1"], "-1"),
         (&["--idle-timeout", "inf"], "inf"),
         (&["--shutdown-timeout", "later"], "later"),
+        (&["--idle-timeout", "1e19"], "longer than a year"),
+        (&["--shutdown-timeout", "1e19"], "longer than a year"),
         (&["--accept-batch", "0"], "--accept-batch"),
         (&["--backlog", "x"], "--backlog"),
         (&["--max-connections", "0"], "--max-connections"),

@@ -307,3 +307,25 @@ fn held_quit_prefix_is_echoed_at_shutdown() {
     assert!(server.expect_exit(Duration::from_secs(5)).success());
     assert_eq!(server.final_stats().get("bytes_out"), 8);
 }
+
+#[test]
+fn clients_queued_in_the_backlog_at_the_signal_are_served_not_reset() {
+    // The server is stopped while a client connects (the kernel completes
+    // the handshake) and sends a line; SIGTERM then arrives together with
+    // the listener's event. That client counts as connected: it gets its
+    // echo and a clean EOF, not a reset from the listener closing.
+    let mut server = Server::start(&[]);
+    server.signal("STOP");
+    let mut queued = server.connect();
+    queued.write_all(b"sent before the signal\n").unwrap();
+    server.signal("TERM");
+    server.signal("CONT");
+    match try_read_to_eof(&mut queued) {
+        Ok(echo) => assert_eq!(show(&echo), show(b"sent before the signal\n")),
+        Err((err, got)) => panic!("{err} after {:?}", show(&got)),
+    }
+    drop(queued);
+    assert!(server.expect_exit(Duration::from_secs(5)).success());
+    let stats = server.final_stats();
+    assert_eq!(stats.get("accepted"), 1, "{stats:?}");
+}

@@ -243,3 +243,35 @@ fn quit_after_a_large_echo_flushes_all_of_it_first() {
     assert_eq!(got.len(), before.len(), "echo length before the quit line");
     assert!(got == before, "echo before the quit line differs");
 }
+
+#[test]
+fn lingering_lasts_its_2_s_after_the_loop_sat_idle_longer() {
+    // Nothing is due for minutes, so the loop blocks through the quiet
+    // spell; the linger deadline armed on the next turn must still lie 2 s
+    // ahead of that turn, not in the past (which closed the connection at
+    // once and made a still-talking client's kernel reset its unread echo).
+    let server = Server::start(&[]);
+    let mut c = server.connect();
+    echo(&mut c, b"hello\n");
+    // The quiet spell is the scenario: the server has nothing to wait for.
+    std::thread::sleep(Duration::from_millis(2500));
+    c.write_all(b"bye\nquit\n").unwrap();
+    assert_eq!(read_exactly(&mut c, 4), b"bye\n");
+    expect_eof(&mut c);
+    let eof_at = Instant::now();
+    let stats = server.stats();
+    assert_eq!(
+        (stats.get("active"), stats.get("closed_quit")),
+        (1, 0),
+        "closed at once instead of lingering: {stats:?}"
+    );
+    // Discarded while lingering: no reset.
+    c.write_all(b"still talking\n").unwrap();
+    let stats = server.stats_until(Duration::from_secs(6), |s| s.get("closed_quit") == 1);
+    let lingered = eof_at.elapsed();
+    assert!(
+        lingered >= Duration::from_millis(1500),
+        "closed {lingered:?} after the EOF, not after lingering ~2 s"
+    );
+    assert_eq!(stats.get("closed_error"), 0, "{stats:?}");
+}
