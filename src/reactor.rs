@@ -1,7 +1,7 @@
 //! The poll loop: one `mio::Poll` owns the listener, the signal pipe and every
-//! connection. Each turn it waits for events, fires due timers, serves the
-//! events, revisits the work it cut short and accepts a batch of new
-//! connections.
+//! connection. Each turn it waits for events, collects the timers that fell
+//! due, serves the events, revisits the work it cut short, acts on the due
+//! timers and accepts a batch of new connections.
 //! It knows nothing of the echo protocol: `Connection::advance` does that.
 
 use std::io;
@@ -76,6 +76,11 @@ pub struct Server {
     /// that was active since: O(1) per event.
     idle: Option<(Duration, Wheel<ConnRef>)>,
     linger_timers: Wheel<ConnRef>,
+    /// Timers collected at the start of a turn, acted on after its events:
+    /// collecting first keeps the wheels current for what the turn arms,
+    /// acting last lets input that came with the deadline count.
+    due_idle: Vec<ConnRef>,
+    due_linger: Vec<ConnRef>,
     /// When the drain after SIGINT/SIGTERM ends; `None` while serving.
     shutdown_deadline: Option<Instant>,
     /// During the drain, when to look again at connections that are waiting
@@ -136,6 +141,8 @@ impl Server {
             idle: (!config.idle_timeout.is_zero())
                 .then(|| (config.idle_timeout, Wheel::new(config.idle_timeout, now))),
             linger_timers: Wheel::new(LINGER_TIMEOUT, now),
+            due_idle: Vec::new(),
+            due_linger: Vec::new(),
             shutdown_deadline: None,
             next_drain_check: None,
             stats: Stats::default(),
@@ -150,7 +157,6 @@ impl Server {
     /// Serves until a signal ends it; returns the final counters.
     pub fn run(mut self) -> io::Result<Stats> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
-        let mut due = Vec::new();
         let mut now = Instant::now();
         loop {
             // `now` is as old as this turn's work (microseconds): one clock
@@ -163,27 +169,17 @@ impl Server {
                 Err(err) => return Err(err),
             }
             now = Instant::now();
-            // Timers first: collecting what is due moves the wheels up to
-            // `now`, and only then may this turn arm deadlines from `now`
-            // (a wheel asked for a deadline beyond its horizon from a stale
-            // position would fire it early).
-            self.fire_timers(now, &mut due);
+            self.collect_due_timers(now);
+            let mut signalled = false;
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.listener_ready = true,
-                    SIGNALS => {
-                        if let SignalOutcome::ExitNow = self.handle_signals(now) {
-                            warn!(
-                                "second signal: closing {} now",
-                                connections(self.connections.len())
-                            );
-                            return Ok(self.finish());
-                        }
-                    }
+                    LISTENER => self.listener_event(now),
+                    SIGNALS => signalled = true,
                     Token(key) => {
                         // An event for a connection closed earlier in this
                         // batch finds no entry: keys are reused only by
-                        // accepts, which come after the events.
+                        // accepts, which come after the events (a shutdown's
+                        // included).
                         if let Some(connection) = self.connections.get_mut(key) {
                             connection.note_event(
                                 event.is_readable() || event.is_error(),
@@ -194,11 +190,21 @@ impl Server {
                     }
                 }
             }
+            if signalled {
+                if let SignalOutcome::ExitNow = self.handle_signals(now) {
+                    warn!(
+                        "second signal: closing {} now",
+                        connections(self.connections.len())
+                    );
+                    return Ok(self.finish());
+                }
+            }
             for (key, id) in std::mem::take(&mut self.yielded) {
                 if self.connections.get(key).is_some_and(|c| c.id == id) {
                     self.serve(key, now);
                 }
             }
+            self.fire_due_timers(now);
             self.accept_batch(now);
             if let Some(deadline) = self.shutdown_deadline {
                 if self.next_drain_check.is_some_and(|at| at <= now) {
@@ -259,6 +265,19 @@ impl Server {
         debug!("connection {} closed ({reason:?})", connection.id);
     }
 
+    /// A client has joined the listen queue.
+    fn listener_event(&mut self, now: Instant) {
+        self.listener_ready = true;
+        if self.connections.len() >= self.max_connections {
+            // Said here, where a client is known to be waiting, so that an
+            // operator can tell why it hangs.
+            let open = connections(self.max_connections);
+            self.warn_accept(now, || {
+                format!("{open} open (--max-connections): new clients wait in the backlog")
+            });
+        }
+    }
+
     /// Accepts until the kernel's queue is empty or the batch is full.
     fn accept_batch(&mut self, now: Instant) {
         if !self.listener_ready || self.listener.is_none() {
@@ -278,10 +297,6 @@ impl Server {
                 if !self.at_connection_limit {
                     self.at_connection_limit = true;
                     self.stats.accept_pauses_limit += 1;
-                    let open = connections(self.max_connections);
-                    self.warn_accept(now, || {
-                        format!("{open} open (--max-connections): new clients wait in the backlog")
-                    });
                 }
                 break;
             }
@@ -383,36 +398,57 @@ impl Server {
         self.suppressed_accept_warnings = 0;
     }
 
-    fn fire_timers(&mut self, now: Instant, due: &mut Vec<ConnRef>) {
-        // Taken out while firing so that `close` can borrow `self`; the
-        // connections closed here have no idle timer left to cancel.
-        if let Some((timeout, mut timers)) = self.idle.take() {
-            timers.expire(now, due);
-            for (key, id) in due.drain(..) {
-                let Some(connection) = self.connections.get_mut(key).filter(|c| c.id == id) else {
-                    continue;
-                };
-                connection.idle_timer = None;
-                let deadline = connection.last_active + timeout;
-                if deadline <= now {
-                    debug!("connection {id}: idle for {timeout:?}");
-                    self.close(key, CloseReason::Idle);
-                } else {
-                    // Active since the timer was armed: arm it for the new
-                    // deadline instead of touching timers on every event.
-                    connection.idle_timer = Some(timers.insert(deadline, (key, id)));
-                }
-            }
-            self.idle = Some((timeout, timers));
+    /// Moves the wheels up to `now` and takes out what fell due, before the
+    /// turn arms anything: a wheel reaches only one horizon ahead of where it
+    /// last collected, so arming from a stale position would fire early.
+    fn collect_due_timers(&mut self, now: Instant) {
+        if let Some((_, timers)) = &mut self.idle {
+            timers.expire(now, &mut self.due_idle);
         }
-        self.linger_timers.expire(now, due);
-        for (key, id) in due.drain(..) {
+        self.linger_timers.expire(now, &mut self.due_linger);
+        // Out of the wheels now: `close` must not cancel them again.
+        for &(key, id) in &self.due_idle {
+            if let Some(connection) = self.connections.get_mut(key).filter(|c| c.id == id) {
+                connection.idle_timer = None;
+            }
+        }
+        for &(key, id) in &self.due_linger {
             if let Some(connection) = self.connections.get_mut(key).filter(|c| c.id == id) {
                 connection.linger_timer = None;
+            }
+        }
+    }
+
+    /// Acts on the timers collected at the start of the turn, now that its
+    /// events have been served.
+    fn fire_due_timers(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.due_idle);
+        for (key, id) in due.drain(..) {
+            let Some(connection) = self.connections.get_mut(key).filter(|c| c.id == id) else {
+                continue;
+            };
+            let Some((timeout, timers)) = &mut self.idle else {
+                break;
+            };
+            let deadline = connection.last_active + *timeout;
+            if deadline > now {
+                // Active since the timer was armed: arm it for the new
+                // deadline instead of touching timers on every event.
+                connection.idle_timer = Some(timers.insert(deadline, (key, id)));
+                continue;
+            }
+            debug!("connection {id}: idle for {timeout:?}");
+            self.close(key, CloseReason::Idle);
+        }
+        self.due_idle = due;
+        let mut due = std::mem::take(&mut self.due_linger);
+        for (key, id) in due.drain(..) {
+            if let Some(connection) = self.connections.get(key).filter(|c| c.id == id) {
                 let reason = connection.close_reason();
                 self.close(key, reason);
             }
         }
+        self.due_linger = due;
     }
 
     /// How long the next poll may block: not at all when work is waiting,
@@ -424,7 +460,9 @@ impl Server {
         if !self.yielded.is_empty() || (self.listener_ready && can_accept) {
             return Some(Duration::ZERO);
         }
-        let accept_resume = self.accept_paused_until.filter(|_| self.listener_ready);
+        let accept_resume = self
+            .accept_paused_until
+            .filter(|_| self.listener_ready && self.listener.is_some());
         [
             self.idle
                 .as_ref()
@@ -479,8 +517,12 @@ impl Server {
             connections(self.connections.len()),
             self.shutdown_timeout.as_secs_f64()
         );
-        // Closing the listener refuses new clients at once.
+        // Closing the listener refuses new clients at once; nothing is left
+        // to accept, or to wait for before accepting.
         self.listener = None;
+        self.listener_ready = false;
+        self.accept_paused_until = None;
+        self.at_connection_limit = false;
         self.shutdown_deadline = Some(now + self.shutdown_timeout);
         for (_, connection) in self.connections.iter_mut() {
             connection.begin_shutdown();
@@ -621,11 +663,12 @@ fn is_one_connections_failure(err: &io::Error) -> bool {
     )
 }
 
-/// Out of descriptors or kernel memory: waiting helps, exiting does not.
+/// Out of descriptors, kernel memory or epoll watches (ENOSPC): waiting
+/// helps, exiting does not.
 fn is_resource_exhaustion(err: &io::Error) -> bool {
     matches!(
         err.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ENOSPC)
     )
 }
 
@@ -664,6 +707,8 @@ mod tests {
         server.accept_batch(now);
         let key = server.connections.iter().next().expect("accepted").0;
         server.connections[key].note_event(true, false);
+        // As a turn does: the wheels are brought up to `now` first.
+        server.collect_due_timers(now);
         server.serve(key, now);
 
         let connection = &server.connections[key];

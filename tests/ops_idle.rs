@@ -152,3 +152,22 @@ fn state(pid: u32) -> char {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     stat[stat.rfind(')').unwrap() + 2..].chars().next().unwrap()
 }
+
+#[test]
+fn input_that_arrived_before_the_deadline_counts_when_served_after_it() {
+    // The server is stopped (a long turn, or descheduled) while the client
+    // sends a line well inside the timeout, and resumes past the deadline:
+    // the line came in time, so it is echoed, not reset by an idle close.
+    let server = Server::start(&["--idle-timeout", "1"]);
+    let mut c = server.connect();
+    echo(&mut c, b"first\n");
+    server.signal("STOP");
+    c.write_all(b"in time\n").unwrap();
+    // The stop is the scenario: the deadline passes while the server sleeps.
+    std::thread::sleep(Duration::from_millis(1500));
+    server.signal("CONT");
+    assert_eq!(read_exactly(&mut c, 8), b"in time\n");
+    let stats = server.stats();
+    assert_eq!(stats.get("closed_idle"), 0, "{stats:?}");
+    assert_eq!(stats.get("closed_error"), 0, "{stats:?}");
+}

@@ -329,3 +329,46 @@ fn clients_queued_in_the_backlog_at_the_signal_are_served_not_reset() {
     let stats = server.final_stats();
     assert_eq!(stats.get("accepted"), 1, "{stats:?}");
 }
+
+#[test]
+fn a_drain_that_begins_with_accepting_paused_sleeps_instead_of_spinning() {
+    let mut server = Server::start(&["--shutdown-timeout", "2"]);
+    // A client that never reads its echo keeps the drain going until the
+    // timeout.
+    let mut stuck = server.connect();
+    write_until_full(
+        &mut stuck,
+        &vec![b'x'; 64 << 20],
+        Duration::from_millis(300),
+    );
+    // Out of descriptors: accepting the queued clients fails with EMFILE,
+    // which pauses accepting.
+    let fds = server.fd_count();
+    let limit = format!("--nofile={fds}:{fds}");
+    let pid = server.pid.to_string();
+    let st = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, &limit])
+        .status()
+        .expect("run prlimit");
+    assert!(st.success(), "prlimit failed");
+    let _queued: Vec<_> = (0..3).map(|_| server.connect()).collect();
+    server.stats_until(IO_TIMEOUT, |s| s.get("accept_pauses_fd") >= 1);
+
+    server.signal("TERM");
+    server
+        .log
+        .wait_for("shutting down", IO_TIMEOUT)
+        .expect("no shutdown log line");
+    let (cpu_before, since) = (cpu_seconds(server.pid), Instant::now());
+    std::thread::sleep(Duration::from_millis(1000));
+    let busy = (cpu_seconds(server.pid) - cpu_before) / since.elapsed().as_secs_f64();
+    // Draining one stuck client costs next to nothing; a poll loop that
+    // spins on a stale accept pause costs a whole CPU.
+    assert!(
+        busy < 0.3,
+        "server {:.0}% busy while draining",
+        busy * 100.0
+    );
+    assert!(server.expect_exit(Duration::from_secs(5)).success());
+    drop(stuck);
+}
