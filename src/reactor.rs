@@ -164,8 +164,13 @@ impl Server {
             let timeout = self.poll_timeout(now);
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
-                // A signal arrived while blocked; it is read from the pipe.
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                // A signal arrived while blocked (it is read from the pipe),
+                // or a stop and resume: the deadlines count from the real
+                // time, which the stop may have moved far on.
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {
+                    now = Instant::now();
+                    continue;
+                }
                 Err(err) => return Err(err),
             }
             now = Instant::now();
@@ -533,6 +538,8 @@ impl Server {
     /// Serves every connection next turn, and again a little later: during
     /// the drain, a quiet connection is closed by a visit, not by an event.
     fn revisit_all(&mut self, now: Instant) {
+        // Every connection, once: those already yielded are among them.
+        self.yielded.clear();
         self.yielded
             .extend(self.connections.iter().map(|(key, c)| (key, c.id)));
         self.next_drain_check = Some(now + DRAIN_QUIET / 2);

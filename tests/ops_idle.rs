@@ -171,3 +171,25 @@ fn input_that_arrived_before_the_deadline_counts_when_served_after_it() {
     assert_eq!(stats.get("closed_idle"), 0, "{stats:?}");
     assert_eq!(stats.get("closed_error"), 0, "{stats:?}");
 }
+
+#[test]
+fn a_deadline_that_passed_while_the_server_was_stopped_fires_on_resume() {
+    // A stop and resume (Ctrl-Z then fg, or `strace -p` attaching) makes the
+    // blocked epoll_wait fail with EINTR; the wait that follows must count
+    // from the real time, not start the whole timeout again.
+    let server = Server::start(&["--idle-timeout", "2"]);
+    let mut c = server.connect();
+    echo(&mut c, b"hi\n");
+    // The stop is the scenario: the deadline passes while the server sleeps.
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal("STOP");
+    std::thread::sleep(Duration::from_millis(2500));
+    server.signal("CONT");
+    let resumed = Instant::now();
+    expect_eof(&mut c);
+    let late = resumed.elapsed();
+    assert!(
+        late < Duration::from_millis(1000),
+        "the idle close came {late:?} after the resume; its deadline had passed during the stop"
+    );
+}
