@@ -175,16 +175,26 @@ impl Server {
             }
             now = Instant::now();
             self.collect_due_timers(now);
-            let mut signalled = false;
+            // Signals first, so that a shutdown refuses new clients without
+            // waiting for this turn's work. Its last accepts take only keys
+            // that were free before the poll, which no event of it names.
+            if events.iter().any(|event| event.token() == SIGNALS) {
+                if let SignalOutcome::ExitNow = self.handle_signals(now) {
+                    warn!(
+                        "second signal: closing {} now",
+                        connections(self.connections.len())
+                    );
+                    return Ok(self.finish());
+                }
+            }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.listener_event(now),
-                    SIGNALS => signalled = true,
+                    SIGNALS => {}
                     Token(key) => {
                         // An event for a connection closed earlier in this
-                        // batch finds no entry: keys are reused only by
-                        // accepts, which come after the events (a shutdown's
-                        // included).
+                        // batch finds no entry: keys freed now are reused
+                        // only by accepts, which come after the events.
                         if let Some(connection) = self.connections.get_mut(key) {
                             connection.note_event(
                                 event.is_readable() || event.is_error(),
@@ -193,15 +203,6 @@ impl Server {
                             self.serve(key, now);
                         }
                     }
-                }
-            }
-            if signalled {
-                if let SignalOutcome::ExitNow = self.handle_signals(now) {
-                    warn!(
-                        "second signal: closing {} now",
-                        connections(self.connections.len())
-                    );
-                    return Ok(self.finish());
                 }
             }
             for (key, id) in std::mem::take(&mut self.yielded) {
