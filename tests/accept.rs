@@ -115,7 +115,7 @@ fn burst(addr: SocketAddr, n: usize, while_all_connected: impl FnOnce()) -> Dura
 #[test]
 fn a_burst_of_1000_simultaneous_connects_is_all_echoed() {
     const N: usize = 1000;
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let slowest = burst(server.addr, N, || {
         assert_eq!(server.threads(), 1, "threads with {N} clients connected");
     });
@@ -135,7 +135,7 @@ fn accept_batch_1_serves_a_burst_of_300() {
     // every turn; edge-triggered polling reports it only once, so the loop
     // must come back to it by itself.
     const N: usize = 300;
-    let server = Server::start(&["--accept-batch", "1"]);
+    let server = ServerProcess::start(&["--accept-batch", "1"]);
     burst(server.addr, N, || {});
     let stats = server.stats();
     assert_eq!(stats["accepted"], N as u64, "{stats:?}");
@@ -145,7 +145,7 @@ fn accept_batch_1_serves_a_burst_of_300() {
 
 #[test]
 fn exactly_one_thread_while_serving() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     assert_eq!(server.threads(), 1, "threads at start");
     let mut clients: Vec<_> = (0..20).map(|_| server.connect()).collect();
     for (i, c) in clients.iter_mut().enumerate() {

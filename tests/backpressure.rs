@@ -35,7 +35,7 @@ fn pattern_at(offset: u64, buf: &mut [u8]) {
 #[test]
 fn a_client_that_never_reads_cannot_grow_server_memory_or_slow_others() {
     const FLOOD: u64 = 200 * MIB;
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let mut other = server.connect();
     round_trip(&mut other, 0);
     let rss_before = server.rss_kib();
@@ -161,7 +161,7 @@ fn matches_cycle(cycle: &[u8], at: u64, got: &[u8]) -> bool {
 #[test]
 fn a_busy_client_does_not_starve_another() {
     const BUSY_BYTES: u64 = 64 * MIB;
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let mut other = server.connect();
     round_trip(&mut other, 0);
 
@@ -246,7 +246,7 @@ fn a_busy_client_does_not_starve_another() {
 fn tiny_max_buffer_still_echoes_everything() {
     // With --max-buffer 1 the server reads one byte at a time: keep it short.
     for (max_buffer, size) in [("1", 100_000), ("100", 1 << 20), ("4096", 2 << 20)] {
-        let server = Server::start(&["--max-buffer", max_buffer]);
+        let server = ServerProcess::start(&["--max-buffer", max_buffer]);
         let mut c = server.connect();
         let data = Payload::new(3).bytes(size);
         assert!(!has_quit_line(&data));

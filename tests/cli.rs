@@ -112,7 +112,7 @@ fn assert_cannot_bind(addr: &str) {
 #[test]
 fn busy_port_exits_1_with_one_line_naming_the_address() {
     // Held by another echo-reactor.
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     assert_cannot_bind(&server.addr.to_string());
     let mut c = server.connect();
     echo(&mut c, b"the first server is unharmed\n");
@@ -128,7 +128,7 @@ fn busy_port_exits_1_with_one_line_naming_the_address() {
 #[test]
 fn ipv6_loopback_echoes() {
     // Must work on this machine: if ::1 is unavailable this fails, loudly.
-    let server = Server::start(&["--listen", "[::1]:0"]);
+    let server = ServerProcess::start(&["--listen", "[::1]:0"]);
     let addr = server.addr;
     assert!(
         matches!(addr, SocketAddr::V6(v6) if v6.ip().is_loopback()),
@@ -149,7 +149,7 @@ fn ipv6_loopback_echoes() {
 
 #[test]
 fn listening_line_names_the_real_port() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let addr = server.addr;
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
     assert_ne!(addr.port(), 0);
@@ -164,7 +164,7 @@ fn listening_line_names_the_real_port() {
 
 #[test]
 fn listening_on_all_interfaces_serves_loopback() {
-    let server = Server::start(&["--listen", "0.0.0.0:0"]);
+    let server = ServerProcess::start(&["--listen", "0.0.0.0:0"]);
     assert_eq!(server.addr.ip().to_string(), "0.0.0.0");
     let mut c = connect(SocketAddr::from(([127, 0, 0, 1], server.addr.port())));
     echo(&mut c, b"via 127.0.0.1\n");
@@ -173,7 +173,7 @@ fn listening_on_all_interfaces_serves_loopback() {
 #[test]
 fn listen_takes_a_host_name() {
     // As in the README's telnet session: `localhost` rather than an IP.
-    let server = Server::start(&["--listen", "localhost:0"]);
+    let server = ServerProcess::start(&["--listen", "localhost:0"]);
     assert!(
         server.addr.ip().is_loopback(),
         "listening on {}",
@@ -185,7 +185,7 @@ fn listen_takes_a_host_name() {
 
 #[test]
 fn rust_log_debug_logs_connections() {
-    let server = Server::start_with_env(&[], &[("RUST_LOG", "debug")]);
+    let server = ServerProcess::start_with_env(&[], &[("RUST_LOG", "debug")]);
     let mut c = server.connect();
     echo(&mut c, b"hi\n");
     c.shutdown(Shutdown::Write).unwrap();
@@ -199,7 +199,7 @@ fn rust_log_debug_logs_connections() {
 
 #[test]
 fn idle_timeout_closes_silent_clients_only() {
-    let server = Server::start(&["--idle-timeout", "0.5"]);
+    let server = ServerProcess::start(&["--idle-timeout", "0.5"]);
     let mut idle = server.connect();
     echo(&mut idle, b"then silence\n");
     let since = Instant::now();
@@ -225,7 +225,7 @@ fn idle_timeout_closes_silent_clients_only() {
 
 #[test]
 fn sigterm_drains_and_exits_0() {
-    let mut server = Server::start(&[]);
+    let mut server = ServerProcess::start(&[]);
     let mut c = server.connect();
     echo(&mut c, b"before shutdown\n");
     let addr = server.addr;

@@ -12,7 +12,7 @@ use socket2::SockRef;
 
 #[test]
 fn lines_are_echoed_one_by_one() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let mut c = server.connect();
     for i in 0..200 {
         echo(
@@ -31,7 +31,7 @@ fn lines_are_echoed_one_by_one() {
 
 #[test]
 fn binary_bytes_are_echoed_exactly() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let mut c = server.connect();
     let every_byte: Vec<u8> = (0..=255u8).collect();
     echo(&mut c, &every_byte);
@@ -53,7 +53,7 @@ fn binary_bytes_are_echoed_exactly() {
 #[test]
 fn sixteen_mib_written_and_read_concurrently_match_by_hash() {
     const TOTAL: usize = 16 << 20;
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let mut c = server.connect();
     let mut writer = c.try_clone().unwrap();
     let payload = Payload::new(0x5eed).bytes(TOTAL);
@@ -92,7 +92,7 @@ fn sixteen_mib_written_and_read_concurrently_match_by_hash() {
 
 #[test]
 fn half_close_flushes_everything_then_closes() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let mut c = server.connect();
     c.write_all(b"a\nb\n").unwrap();
     c.shutdown(Shutdown::Write).unwrap();
@@ -126,7 +126,7 @@ fn half_close_flushes_everything_then_closes() {
 /// connection stays in CLOSE-WAIT and the client waits forever).
 #[test]
 fn data_and_fin_in_one_segment_get_echo_and_eof_promptly() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let big = [&[b'b'; 300_000][..], b"\n"].concat();
     let cases: &[(&[u8], &[u8])] = &[
         (b"hello\n", b"hello\n"),
@@ -175,7 +175,7 @@ fn data_and_fin_in_one_segment_get_echo_and_eof_promptly() {
 
 #[test]
 fn a_reset_client_does_not_disturb_another() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let mut good = server.connect();
     echo(&mut good, b"before\n");
 
@@ -213,7 +213,7 @@ fn a_reset_client_does_not_disturb_another() {
 
 #[test]
 fn many_clients_interleaved_on_one_server() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let mut clients: Vec<_> = (0..50).map(|_| server.connect()).collect();
     for round in 0..20 {
         for (i, c) in clients.iter_mut().enumerate() {

@@ -206,10 +206,10 @@ impl ServerState {
 
 /// A backend at the default log level (RUST_LOG unset), so the warnings
 /// assertion sees exactly what an operator would.
-fn backend() -> Server {
+fn backend() -> ServerProcess {
     let mut cmd = Command::new(BIN);
     cmd.args(["--listen", "127.0.0.1:0"]).env_remove("RUST_LOG");
-    Server::spawn(cmd)
+    ServerProcess::spawn(cmd)
 }
 
 /// `clients` concurrent clients through the balancer, each sending a few

@@ -10,7 +10,7 @@ use common::*;
 
 #[test]
 fn idle_client_is_closed_within_a_few_seconds() {
-    let server = Server::start(&["--idle-timeout", "0.5"]);
+    let server = ServerProcess::start(&["--idle-timeout", "0.5"]);
     let mut client = server.connect();
     let connected = Instant::now();
     // The server closes with a FIN: the client reads EOF.
@@ -28,7 +28,7 @@ fn idle_client_is_closed_within_a_few_seconds() {
 /// The clock starts again with each byte: closed ~0.5 s after the last echo.
 #[test]
 fn idle_after_traffic_is_closed_from_the_last_byte() {
-    let server = Server::start(&["--idle-timeout", "0.5"]);
+    let server = ServerProcess::start(&["--idle-timeout", "0.5"]);
     let mut client = server.connect();
     for _ in 0..3 {
         echo(&mut client, b"some traffic\n");
@@ -46,7 +46,7 @@ fn idle_after_traffic_is_closed_from_the_last_byte() {
 /// while an idle neighbour is closed meanwhile.
 #[test]
 fn client_sending_every_200ms_stays_open() {
-    let server = Server::start(&["--idle-timeout", "0.5"]);
+    let server = ServerProcess::start(&["--idle-timeout", "0.5"]);
     let mut client = server.connect();
     let mut idle = server.connect();
     let started = Instant::now();
@@ -70,7 +70,7 @@ fn client_sending_every_200ms_stays_open() {
 /// Waiting for echo the client never reads counts as idle.
 #[test]
 fn client_not_reading_its_echo_counts_as_idle() {
-    let server = Server::start(&["--idle-timeout", "0.5"]);
+    let server = ServerProcess::start(&["--idle-timeout", "0.5"]);
     let mut client = server.connect();
     let written = write_until_full(
         &mut client,
@@ -87,7 +87,7 @@ fn client_not_reading_its_echo_counts_as_idle() {
 /// Many idle connections expire together, each within a few seconds.
 #[test]
 fn many_idle_clients_all_expire() {
-    let server = Server::start(&["--idle-timeout", "0.5"]);
+    let server = ServerProcess::start(&["--idle-timeout", "0.5"]);
     let mut clients: Vec<_> = (0..200).map(|_| server.connect()).collect();
     let started = Instant::now();
     for client in &mut clients {
@@ -101,7 +101,7 @@ fn many_idle_clients_all_expire() {
 /// `--idle-timeout 0` turns the timer off.
 #[test]
 fn zero_turns_the_idle_timeout_off() {
-    let server = Server::start(&["--idle-timeout", "0"]);
+    let server = ServerProcess::start(&["--idle-timeout", "0"]);
     let mut client = server.connect();
     echo(&mut client, b"hello\n");
     let got = read_within(&mut client, Duration::from_millis(1500)).expect("read");
@@ -117,7 +117,7 @@ fn zero_turns_the_idle_timeout_off() {
 /// (default `--idle-timeout 300`, one idle connection).
 #[test]
 fn idle_server_does_not_wake_up() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let mut client = server.connect();
     echo(&mut client, b"hello\n");
     // Wait (bounded) until the loop is back asleep in epoll_wait.
@@ -158,7 +158,7 @@ fn input_that_arrived_before_the_deadline_counts_when_served_after_it() {
     // The server is stopped (a long turn, or descheduled) while the client
     // sends a line well inside the timeout, and resumes past the deadline:
     // the line came in time, so it is echoed, not reset by an idle close.
-    let server = Server::start(&["--idle-timeout", "1"]);
+    let server = ServerProcess::start(&["--idle-timeout", "1"]);
     let mut c = server.connect();
     echo(&mut c, b"first\n");
     server.signal("STOP");
@@ -177,7 +177,7 @@ fn a_deadline_that_passed_while_the_server_was_stopped_fires_on_resume() {
     // A stop and resume (Ctrl-Z then fg, or `strace -p` attaching) makes the
     // blocked epoll_wait fail with EINTR; the wait that follows must count
     // from the real time, not start the whole timeout again.
-    let server = Server::start(&["--idle-timeout", "2"]);
+    let server = ServerProcess::start(&["--idle-timeout", "2"]);
     let mut c = server.connect();
     echo(&mut c, b"hi\n");
     // The stop is the scenario: the deadline passes while the server sleeps.

@@ -16,7 +16,7 @@ const NO_ECHO_WINDOW: Duration = Duration::from_millis(700);
 
 #[test]
 fn eleventh_client_waits_until_one_of_ten_closes() {
-    let server = Server::start(&["--max-connections", "10"]);
+    let server = ServerProcess::start(&["--max-connections", "10"]);
     assert!(
         server
             .log
@@ -97,7 +97,7 @@ fn roundtrip_pending(stream: &mut TcpStream, msg: &[u8]) {
 /// and every queued client is served in the end (none accepted and dropped).
 #[test]
 fn queued_clients_are_served_one_per_freed_slot() {
-    let server = Server::start(&["--max-connections", "2"]);
+    let server = ServerProcess::start(&["--max-connections", "2"]);
     let mut open: Vec<TcpStream> = (0..2).map(|_| server.connect()).collect();
     for client in &mut open {
         echo(client, b"in\n");
@@ -162,7 +162,7 @@ fn limit_is_clamped_to_rlimit_nofile() {
     cmd.args(["--nofile=40:40", "--", BIN])
         .args(["--listen", "127.0.0.1:0", "--max-connections", "1000"])
         .env("RUST_LOG", "info");
-    let server = Server::spawn(cmd);
+    let server = ServerProcess::spawn(cmd);
     let line = server
         .log
         .wait_for("connections, not 1000", Duration::from_secs(5))
@@ -209,7 +209,7 @@ fn limit_is_clamped_to_rlimit_nofile() {
 /// idle one is closed.
 #[test]
 fn idle_close_frees_a_slot_for_a_waiting_client() {
-    let server = Server::start(&["--max-connections", "1", "--idle-timeout", "0.5"]);
+    let server = ServerProcess::start(&["--max-connections", "1", "--idle-timeout", "0.5"]);
     let mut idle = server.connect();
     echo(&mut idle, b"then silence\n");
     let mut waiting = server.connect();

@@ -13,12 +13,12 @@ use common::*;
 
 #[test]
 fn two_reuse_port_processes_share_a_port_and_serve_50_clients() {
-    let a = Server::start(&["--reuse-port"]);
+    let a = ServerProcess::start(&["--reuse-port"]);
     let port = a.addr.port().to_string();
     let mut cmd = Command::new(BIN);
     cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--reuse-port"])
         .env("RUST_LOG", "info");
-    let b = Server::spawn(cmd);
+    let b = ServerProcess::spawn(cmd);
     assert_eq!(a.addr, b.addr, "both listen on the same address");
 
     for i in 0..50u64 {
@@ -42,11 +42,11 @@ fn two_reuse_port_processes_share_a_port_and_serve_50_clients() {
 /// client on the shared port.
 #[test]
 fn reuse_port_survivor_takes_all_clients() {
-    let mut a = Server::start(&["--reuse-port"]);
+    let mut a = ServerProcess::start(&["--reuse-port"]);
     let mut cmd = Command::new(BIN);
     cmd.args(["--listen", &a.addr.to_string(), "--reuse-port"])
         .env("RUST_LOG", "info");
-    let b = Server::spawn(cmd);
+    let b = ServerProcess::spawn(cmd);
     a.signal("TERM");
     assert!(a.expect_exit(Duration::from_secs(5)).success());
     for i in 0..20u64 {
@@ -61,7 +61,7 @@ fn reuse_port_survivor_takes_all_clients() {
 #[test]
 fn second_process_without_reuse_port_cannot_bind() {
     for first_args in [&["--reuse-port"][..], &[][..]] {
-        let a = Server::start(first_args);
+        let a = ServerProcess::start(first_args);
         let out = Command::new(BIN)
             .args(["--listen", &a.addr.to_string()])
             .env("RUST_LOG", "info")
@@ -90,7 +90,11 @@ fn second_process_without_reuse_port_cannot_bind() {
 /// (`exec 3<&0`), puts /dev/null on stdin, exports LISTEN_PID=$$ and
 /// `exec`s the server, which keeps the shell's pid. `listen_pid` overrides
 /// the pid (to test a mismatch).
-fn socket_activated(listener: TcpListener, listen_pid: Option<u32>, args: &[&str]) -> Server {
+fn socket_activated(
+    listener: TcpListener,
+    listen_pid: Option<u32>,
+    args: &[&str],
+) -> ServerProcess {
     let pid = listen_pid.map_or("$$".to_string(), |p| p.to_string());
     let script =
         format!("exec 3<&0 0</dev/null\nexport LISTEN_FDS=1 LISTEN_PID={pid}\nexec \"$0\" \"$@\"");
@@ -101,7 +105,7 @@ fn socket_activated(listener: TcpListener, listen_pid: Option<u32>, args: &[&str
         .args(args)
         .env("RUST_LOG", "info")
         .stdin(Stdio::from(OwnedFd::from(listener)));
-    Server::spawn(cmd)
+    ServerProcess::spawn(cmd)
 }
 
 /// A second listener on a port, to make `--listen` unusable: if the server

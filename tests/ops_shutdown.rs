@@ -19,7 +19,7 @@ const MIB: usize = 1024 * 1024;
 /// the signal comes: it still gets every byte, new clients are refused from
 /// then on, and the process exits 0 soon after the client has its echo.
 fn drains_echo_in_flight(sig: &str) {
-    let mut server = Server::start(&["--shutdown-timeout", "10"]);
+    let mut server = ServerProcess::start(&["--shutdown-timeout", "10"]);
     let addr = server.addr;
     let mut client = server.connect();
     let data = pattern(8 * MIB, 1);
@@ -82,7 +82,7 @@ fn sigint_drains_echo_in_flight_and_exits_zero() {
 /// everything it had written before the signal.
 #[test]
 fn sigterm_mid_stream_echoes_everything_written_before_it() {
-    let mut server = Server::start(&["--shutdown-timeout", "10"]);
+    let mut server = ServerProcess::start(&["--shutdown-timeout", "10"]);
     let client = server.connect();
     let mut reader = client.try_clone().unwrap();
     let mut writer = client;
@@ -152,7 +152,7 @@ fn sigterm_mid_stream_echoes_everything_written_before_it() {
 
 /// A second signal, of either kind, ends the drain at once (exit 0).
 fn second_signal_exits_at_once(first: &str, second: &str) {
-    let mut server = Server::start(&["--shutdown-timeout", "30"]);
+    let mut server = ServerProcess::start(&["--shutdown-timeout", "30"]);
     let mut client = server.connect();
     let written = write_until_full(
         &mut client,
@@ -205,7 +205,7 @@ fn sigint_after_sigterm_exits_at_once() {
 /// exits 0 when `--shutdown-timeout` (fractional) runs out.
 #[test]
 fn shutdown_timeout_bounds_the_drain() {
-    let mut server = Server::start(&["--shutdown-timeout", "1.5"]);
+    let mut server = ServerProcess::start(&["--shutdown-timeout", "1.5"]);
     let mut client = server.connect();
     let written = write_until_full(
         &mut client,
@@ -241,7 +241,7 @@ fn shutdown_timeout_bounds_the_drain() {
 #[test]
 fn idle_server_exits_at_once_with_final_stats() {
     for sig in ["TERM", "INT"] {
-        let mut server = Server::start(&[]);
+        let mut server = ServerProcess::start(&[]);
         echo_session(server.addr, b"one line\n");
         server.stats_until(Duration::from_secs(5), |s| s.get("active") == 0);
         server.signal(sig);
@@ -266,7 +266,7 @@ fn idle_server_exits_at_once_with_final_stats() {
 /// the process exits.
 #[test]
 fn idle_connections_see_eof_and_the_process_exits() {
-    let mut server = Server::start(&["--shutdown-timeout", "10"]);
+    let mut server = ServerProcess::start(&["--shutdown-timeout", "10"]);
     let mut clients: Vec<_> = (0..5).map(|_| server.connect()).collect();
     for client in &mut clients {
         echo(client, b"hi\n");
@@ -293,7 +293,7 @@ fn idle_connections_see_eof_and_the_process_exits() {
 /// shutdown ends the stream: nothing the client sent is lost.
 #[test]
 fn held_quit_prefix_is_echoed_at_shutdown() {
-    let mut server = Server::start(&[]);
+    let mut server = ServerProcess::start(&[]);
     let mut client = server.connect();
     client.write_all(b"hello\nqu").unwrap();
     let mut first = [0; 6];
@@ -314,7 +314,7 @@ fn clients_queued_in_the_backlog_at_the_signal_are_served_not_reset() {
     // the handshake) and sends a line; SIGTERM then arrives together with
     // the listener's event. That client counts as connected: it gets its
     // echo and a clean EOF, not a reset from the listener closing.
-    let mut server = Server::start(&[]);
+    let mut server = ServerProcess::start(&[]);
     server.signal("STOP");
     let mut queued = server.connect();
     queued.write_all(b"sent before the signal\n").unwrap();
@@ -332,7 +332,7 @@ fn clients_queued_in_the_backlog_at_the_signal_are_served_not_reset() {
 
 #[test]
 fn a_drain_that_begins_with_accepting_paused_sleeps_instead_of_spinning() {
-    let mut server = Server::start(&["--shutdown-timeout", "2"]);
+    let mut server = ServerProcess::start(&["--shutdown-timeout", "2"]);
     // A client that never reads its echo keeps the drain going until the
     // timeout.
     let mut stuck = server.connect();

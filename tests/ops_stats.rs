@@ -14,7 +14,7 @@ use common::*;
 
 #[test]
 fn sigusr1_snapshot_and_final_stats_match_what_clients_did() {
-    let mut server = Server::start(&[]);
+    let mut server = ServerProcess::start(&[]);
 
     // A: one line echoed, then `quit` ends the session.
     let mut a = server.connect();
@@ -100,7 +100,7 @@ fn sigusr1_snapshot_and_final_stats_match_what_clients_did() {
 /// Backpressure pauses are counted: a client that does not read its echo.
 #[test]
 fn backpressure_pause_is_counted() {
-    let server = Server::start(&["--max-buffer", "4096"]);
+    let server = ServerProcess::start(&["--max-buffer", "4096"]);
     let mut client = server.connect();
     let data = pattern(8 << 20, 12);
     let written = write_until_full(&mut client, &data, Duration::from_millis(300));
@@ -118,7 +118,7 @@ fn backpressure_pause_is_counted() {
 /// Many SIGUSR1s during a transfer: one line each, and the echo is intact.
 #[test]
 fn sigusr1_does_not_disturb_traffic() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let client = server.connect();
     let mut reader = client.try_clone().unwrap();
     let mut writer = client;
@@ -167,7 +167,7 @@ fn sigusr1_does_not_disturb_traffic() {
 /// One thread at start, under load, after SIGUSR1, during the drain.
 #[test]
 fn one_thread_throughout() {
-    let mut server = Server::start(&[]);
+    let mut server = ServerProcess::start(&[]);
     server.assert_one_thread("at start");
     let mut clients: Vec<_> = (0..50).map(|_| server.connect()).collect();
     for (i, client) in clients.iter_mut().enumerate() {

@@ -46,7 +46,7 @@ fn assert_stays_open(stream: &mut TcpStream, expected: &[u8]) {
 #[test]
 fn quit_line_ends_the_session_after_echoing_earlier_lines() {
     // The seed's telnet session.
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let mut c = server.connect();
     c.write_all(b"hello\nlofa\nquit it\n").unwrap();
     assert_closes_with(&mut c, b"hello\nlofa\n");
@@ -54,7 +54,7 @@ fn quit_line_ends_the_session_after_echoing_earlier_lines() {
 
 #[test]
 fn quit_cases_in_one_write() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let cases: &[(&[u8], &[u8])] = &[
         (b"quit\n", b""),
         (b"quit", b""),
@@ -74,7 +74,7 @@ fn quit_cases_in_one_write() {
 
 #[test]
 fn quit_split_across_segments_still_closes() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let cases: &[(&[&[u8]], &[u8])] = &[
         (&[b"qu", b"it\n"], b""),
         (&[b"q", b"u", b"i", b"t\n"], b""),
@@ -97,7 +97,7 @@ fn quit_split_across_segments_still_closes() {
 
 #[test]
 fn lookalikes_do_not_close() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     for line in [
         &b"xquit\n"[..],
         b" quit\n",
@@ -118,7 +118,7 @@ fn lookalikes_do_not_close() {
 
 #[test]
 fn held_prefix_split_then_decided_otherwise_is_echoed() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let cases: &[&[&[u8]]] = &[
         &[b"qu", b"een\n"],
         &[b"qui", b"et\n"],
@@ -136,7 +136,7 @@ fn held_prefix_split_then_decided_otherwise_is_echoed() {
 
 #[test]
 fn held_prefix_is_echoed_at_client_eof() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     for input in [&b"q"[..], b"qu", b"qui", b"hello\nqu", b"a\r\nqui"] {
         // In one segment with the data, and after the server holds it.
         for split in [false, true] {
@@ -155,7 +155,7 @@ fn held_prefix_is_echoed_at_client_eof() {
 
 #[test]
 fn bytes_after_the_quit_line_are_dropped_and_the_client_sees_eof_not_reset() {
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
 
     // Trailing lines in the same write as the quit line.
     let mut c = server.connect();
@@ -187,7 +187,7 @@ fn server_closes_a_lingering_quit_connection_whose_client_stays_open() {
     // After the quit line the server discards input until the client
     // closes, or about 2 s pass. A client that never closes must not keep
     // the connection (and its descriptor) forever.
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let idle_fds = server.fd_count();
     let mut c = server.connect();
     c.write_all(b"bye\nquit\n").unwrap();
@@ -207,7 +207,7 @@ fn server_closes_a_lingering_quit_connection_whose_client_stays_open() {
 
 #[test]
 fn no_quit_echoes_quit_lines() {
-    let server = Server::start(&["--no-quit"]);
+    let server = ServerProcess::start(&["--no-quit"]);
     let mut c = server.connect();
     echo(&mut c, b"hello\nquit\nafter quit\n");
     write_split(&mut c, &[b"qu", b"it\n"]);
@@ -222,7 +222,7 @@ fn no_quit_echoes_quit_lines() {
 fn quit_after_a_large_echo_flushes_all_of_it_first() {
     // Megabytes of echo are still queued (socket buffers, the server's
     // buffer) when the quit line is read: all of it must arrive before EOF.
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let mut c = server.connect();
     let mut before = Payload::new(11).bytes(5 << 20);
     for b in before.iter_mut().filter(|b| **b == b'\n') {
@@ -250,7 +250,7 @@ fn lingering_lasts_its_2_s_after_the_loop_sat_idle_longer() {
     // spell; the linger deadline armed on the next turn must still lie 2 s
     // ahead of that turn, not in the past (which closed the connection at
     // once and made a still-talking client's kernel reset its unread echo).
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let mut c = server.connect();
     echo(&mut c, b"hello\n");
     // The quiet spell is the scenario: the server has nothing to wait for.

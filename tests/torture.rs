@@ -310,7 +310,7 @@ fn random_chunking() {
     let _g = serial();
     let n = scale(100, 1000);
     let max_total = scale(128 * KIB, 1600 * KIB);
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let t0 = Instant::now();
     let mut run = ChunkRun::new(server.addr, n, max_total, scale(5, 20), 0x5eed_0001);
     let deadline = t0 + secs(scale(40.0, 120.0));
@@ -385,7 +385,7 @@ fn slow_readers() {
     let normal_n = 50;
     let base_dur = secs(scale(1.0, 5.0));
     let load_dur = secs(scale(2.0, 10.0));
-    let server = Server::start(&["--max-buffer", &max_buffer.to_string()]);
+    let server = ServerProcess::start(&["--max-buffer", &max_buffer.to_string()]);
     let addr = server.addr;
 
     // Baseline latency without slow readers.
@@ -517,7 +517,7 @@ fn reset_storm() {
     let _g = serial();
     let n = scale(200, 2000);
     let threads = 8;
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let base_fds = server.fd_count();
     let t0 = Instant::now();
     let sent = Arc::new(AtomicU64::new(0));
@@ -632,7 +632,7 @@ fn churn() {
     let _g = serial();
     let cycles = scale(2000, 100_000);
     let threads = 50;
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     // Warm up (allocator, slab) before taking the baseline.
     let (_, errs) = churn_cycles(server.addr, cycles / 20, threads);
     assert!(errs.is_empty(), "warm-up errors: {errs:?}");
@@ -829,7 +829,7 @@ fn fd_exhaustion() {
     let _g = serial();
     let n = scale(100, 500);
     let earlier_n = 20;
-    let server = Server::start(&["--backlog", "1024"]);
+    let server = ServerProcess::start(&["--backlog", "1024"]);
     let mut earlier: Vec<TcpStream> = (0..earlier_n).map(|_| server.connect()).collect();
     for (i, s) in earlier.iter_mut().enumerate() {
         try_echo(s, format!("earlier {i} before\n").as_bytes()).expect("earlier echo");
@@ -924,7 +924,7 @@ fn fd_exhaustion() {
 // ---------------------------------------------------------------------------
 
 /// Send `input` (writer thread, then half-close) and read everything back.
-fn exchange(server: &Server, input: &[u8]) -> Vec<u8> {
+fn exchange(server: &ServerProcess, input: &[u8]) -> Vec<u8> {
     let mut s = server.connect();
     let mut w = s.try_clone().unwrap();
     let data = input.to_vec();
@@ -942,7 +942,7 @@ fn exchange(server: &Server, input: &[u8]) -> Vec<u8> {
     out
 }
 
-fn check_case(server: &Server, name: &str, input: &[u8], total: &mut u64) {
+fn check_case(server: &ServerProcess, name: &str, input: &[u8], total: &mut u64) {
     let (expected, _) = quit_reference(input);
     let got = exchange(server, input);
     *total += input.len() as u64;
@@ -958,7 +958,7 @@ fn check_case(server: &Server, name: &str, input: &[u8], total: &mut u64) {
 }
 
 /// Wait until the server has read `target` bytes in total (stats bytes_in).
-fn wait_bytes_in(server: &Server, target: u64) {
+fn wait_bytes_in(server: &ServerProcess, target: u64) {
     let ok = wait_until(Duration::from_secs(10), Duration::from_millis(2), || {
         server.stats().get("bytes_in") >= target
     });
@@ -968,7 +968,7 @@ fn wait_bytes_in(server: &Server, target: u64) {
 #[test]
 fn hostile_input() {
     let _g = serial();
-    let server = Server::start(&[]);
+    let server = ServerProcess::start(&[]);
     let mut rng = Rng::new(0x5eed_0005);
     let mut total = 0u64;
     let mut cases = 0;
@@ -1181,7 +1181,7 @@ enum IdleKind {
 fn idle_and_half_open() {
     let _g = serial();
     let n = scale(500, 5000);
-    let server = Server::start(&["--idle-timeout", "1", "--backlog", "1024"]);
+    let server = ServerProcess::start(&["--idle-timeout", "1", "--backlog", "1024"]);
     let base_fds = server.fd_count();
     let addr = server.addr;
 
@@ -1332,7 +1332,7 @@ fn concurrency_limit() {
     let _g = serial();
     let n = scale(300, 1000);
     let limit = 100usize;
-    let server = Arc::new(Server::start(&[
+    let server = Arc::new(ServerProcess::start(&[
         "--max-connections",
         &limit.to_string(),
         "--backlog",
@@ -1429,7 +1429,7 @@ fn signals_under_load() {
     let _g = serial();
     let n = scale(50, 1000);
     let max_total = scale(512 * KIB, 1600 * KIB);
-    let mut server = Server::start(&["--shutdown-timeout", "20"]);
+    let mut server = ServerProcess::start(&["--shutdown-timeout", "20"]);
     let addr = server.addr;
     let mut run = ChunkRun::new(addr, n, max_total, scale(5, 20), 0x5eed_0009);
     // Burst clients: just before the signal each writes a burst without

@@ -6,7 +6,7 @@
 //!
 //! Nothing here knows a particular test; any test file can `mod common;`.
 //!
-//! - `server`: the `Server` process, `run_to_exit`, `send_signal`
+//! - `server`: the `ServerProcess`, `run_to_exit`, `send_signal`
 //! - `log`: a child's output line by line (`Log`), `stats:` lines (`Stats`)
 //! - `client`: connecting, reading, echo checks, refusal checks
 //! - `procfs`: threads, fds, RSS and TCP queues from /proc

@@ -14,7 +14,7 @@ use super::{
 };
 
 /// A running `echo-reactor`; killed and reaped on drop.
-pub struct Server {
+pub struct ServerProcess {
     child: Child,
     pub pid: u32,
     /// From the `listening on` line (the real port).
@@ -28,17 +28,17 @@ pub struct Server {
     stats_lock: Mutex<()>,
 }
 
-impl Server {
+impl ServerProcess {
     /// Starts the binary with `args`, adding `--listen 127.0.0.1:0` unless
     /// `args` has a `--listen`, and waits for its `listening on ADDR` line.
     /// `RUST_LOG` is removed from the environment, so the default level
     /// (info) applies.
-    pub fn start(args: &[&str]) -> Server {
-        Server::start_with_env(args, &[])
+    pub fn start(args: &[&str]) -> ServerProcess {
+        ServerProcess::start_with_env(args, &[])
     }
 
     /// Like `start`, with extra environment variables (e.g. `RUST_LOG`).
-    pub fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> Server {
+    pub fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
         let mut cmd = Command::new(BIN);
         if !args
             .iter()
@@ -50,13 +50,13 @@ impl Server {
             .env_remove("RUST_LOG")
             .envs(envs.iter().copied())
             .stdin(Stdio::null());
-        Server::spawn(cmd)
+        ServerProcess::spawn(cmd)
     }
 
     /// Runs a prepared command whose process is (or `exec`s into) the
     /// server; its stdout and stderr are taken here (stdin is left as the
     /// command has it). Waits for `listening on`.
-    pub fn spawn(mut cmd: Command) -> Server {
+    pub fn spawn(mut cmd: Command) -> ServerProcess {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         if cmd.get_envs().all(|(k, _)| k != "LISTEN_FDS") {
             cmd.env_remove("LISTEN_FDS").env_remove("LISTEN_PID");
@@ -93,7 +93,7 @@ impl Server {
                 log.dump()
             );
         };
-        Server {
+        ServerProcess {
             child,
             pid,
             addr,
@@ -261,7 +261,7 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         if self.try_status().is_none() {
             let _ = self.child.kill();

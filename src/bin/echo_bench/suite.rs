@@ -53,7 +53,7 @@ pub struct SuiteArgs {
     pub only: Vec<String>,
 }
 
-struct Server {
+struct Contender {
     name: &'static str,
     bin: PathBuf,
     args: Vec<String>,
@@ -108,7 +108,7 @@ fn pinned(cpu: Option<&str>, bin: &Path) -> Command {
     }
 }
 
-fn start(s: &Server, pin: bool, logs: &Path) -> Result<Running, String> {
+fn start(s: &Contender, pin: bool, logs: &Path) -> Result<Running, String> {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -181,7 +181,7 @@ fn load(exe: &Path, pin: bool, args: &[String]) -> Result<Value, String> {
 /// memory or backlog. Failures are reported here, `what` naming the run; the
 /// caller counts them.
 fn measure(
-    s: &Server,
+    s: &Contender,
     pin: bool,
     logs: &Path,
     exe: &Path,
@@ -329,7 +329,7 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
         .unwrap_or_else(|| exe.parent().map(Path::to_path_buf).unwrap_or_default());
 
     let mut servers = vec![
-        Server {
+        Contender {
             name: "echo-reactor",
             bin: a
                 .server_bin
@@ -337,12 +337,12 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
                 .unwrap_or_else(|| sibling(&exe, "echo-reactor")),
             args: vec![],
         },
-        Server {
+        Contender {
             name: "tokio",
             bin: base_dir.join("baseline-tokio"),
             args: vec![],
         },
-        Server {
+        Contender {
             name: "threads",
             bin: base_dir.join("baseline-threads"),
             args: vec![],
@@ -351,7 +351,7 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
     let want = |n: &str| a.only.is_empty() || a.only.iter().any(|o| o == n);
     if !a.no_c && want("c-epoll") {
         match build_c(&a.out) {
-            Some(bin) => servers.push(Server {
+            Some(bin) => servers.push(Contender {
                 name: "c-epoll",
                 bin,
                 args: vec![],
