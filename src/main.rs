@@ -7,13 +7,13 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use echo_reactor::{Config, Server};
+use echo_reactor::{Config, Reactor};
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    echo_reactor::logging::init();
 
-    let server = match Server::bind(&config) {
+    let server = match Reactor::bind(&config) {
         Ok(server) => server,
         Err(err) => {
             // The error names what failed, e.g. `cannot listen on ADDR: …`.

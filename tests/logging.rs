@@ -1,0 +1,453 @@
+//! Logging never blocks the server's one thread: when nobody reads stderr (a
+//! pipe, a socket, a terminal) and its buffer is full, log lines are dropped
+//! and counted, and a notice says how many once it is read again. A regular
+//! file loses nothing; every line that arrives is whole. First `LineSink`
+//! and `warn_limited!` alone, then the real binary with real sockets.
+
+mod common;
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::fs::OpenOptions;
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use echo_reactor::logging::{LineSink, TryWrite, WarnLimiter};
+use echo_reactor::warn_limited;
+
+// ---------------------------------------------------------------------------
+// LineSink against a scripted stream, the limiter against a capturing logger
+
+/// Takes `room` more bytes, then answers WouldBlock; or fails with `fail`.
+#[derive(Default)]
+struct Scripted {
+    taken: Vec<u8>,
+    room: usize,
+    fail: Option<ErrorKind>,
+}
+
+impl TryWrite for Scripted {
+    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match (self.fail, self.room) {
+            (Some(kind), _) => Err(kind.into()),
+            (None, 0) => Err(ErrorKind::WouldBlock.into()),
+            (None, room) => {
+                let n = buf.len().min(room);
+                self.room -= n;
+                self.taken.extend_from_slice(&buf[..n]);
+                Ok(n)
+            }
+        }
+    }
+}
+
+fn sink(room: usize) -> LineSink<Scripted> {
+    let mut sink = LineSink::new(Scripted::default());
+    sink.get_mut().room = room;
+    sink
+}
+
+/// env_logger's way: one `write_all` and one `flush` per record.
+fn record(sink: &mut LineSink<Scripted>, line: &str) {
+    sink.write_all(line.as_bytes()).unwrap();
+    sink.flush().unwrap();
+}
+
+fn taken(sink: &LineSink<Scripted>) -> String {
+    String::from_utf8(sink.get_ref().taken.clone()).unwrap()
+}
+
+const NOT_READ: &str = "stderr was not being read";
+
+#[test]
+fn lines_pass_whole_and_pieces_wait_for_their_newline() {
+    let mut s = sink(usize::MAX);
+    record(&mut s, "one\n");
+    record(&mut s, "two\nthree\n");
+    s.write_all(b"fo").unwrap();
+    s.write_all(b"ur\nfi").unwrap();
+    assert_eq!(taken(&s), "one\ntwo\nthree\nfour\n");
+    s.flush().unwrap();
+    assert_eq!(taken(&s), "one\ntwo\nthree\nfour\nfi");
+    assert_eq!(s.dropped(), 0);
+}
+
+#[test]
+fn a_full_stream_drops_lines_and_the_next_line_says_how_many() {
+    let mut s = sink(0);
+    for i in 0..5 {
+        record(&mut s, &format!("lost {i}\n"));
+    }
+    assert_eq!((taken(&s).as_str(), s.dropped()), ("", 5));
+    s.get_mut().room = usize::MAX;
+    record(&mut s, "back\n");
+    let expected = format!("echo-reactor: 5 log lines dropped: {NOT_READ}\nback\n");
+    assert_eq!(taken(&s), expected);
+    record(&mut s, "and on\n");
+    let expected = expected + "and on\n";
+    assert_eq!(taken(&s), expected, "one notice per drop");
+    // A failure other than a full buffer is named.
+    s.get_mut().fail = Some(ErrorKind::BrokenPipe);
+    record(&mut s, "lost\n");
+    s.get_mut().fail = None;
+    record(&mut s, "back\n");
+    let failed = "echo-reactor: 1 log line dropped: writing to stderr failed: ";
+    assert!(taken(&s).contains(failed), "{}", taken(&s));
+}
+
+#[test]
+fn a_line_taken_in_part_is_finished_before_anything_else() {
+    let mut s = sink(6);
+    record(&mut s, "first line\n");
+    assert_eq!(taken(&s), "first ");
+    record(&mut s, "second line\n"); // no room: dropped, not glued on
+    assert_eq!(s.dropped(), 1);
+    // Room for the rest of the first line and part of the notice.
+    s.get_mut().room = 5 + 20;
+    record(&mut s, "third line\n");
+    let notice = format!("echo-reactor: 1 log line dropped: {NOT_READ}\n");
+    assert_eq!(taken(&s), format!("first line\n{}", &notice[..20]));
+    assert_eq!(s.dropped(), 1, "the third line waited behind the notice");
+    s.get_mut().room = usize::MAX;
+    record(&mut s, "fourth line\n");
+    let expected = format!("first line\n{notice}{notice}fourth line\n");
+    assert_eq!(taken(&s), expected);
+}
+
+/// Keeps what this test process logs (at the level `max_level` lets by).
+struct Capture(Mutex<Vec<(String, String)>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        let entry = (record.target().to_string(), record.args().to_string());
+        self.0.lock().unwrap().push(entry);
+    }
+    fn flush(&self) {}
+}
+
+/// Counts how often it is formatted.
+struct Costly<'a>(&'a Cell<u32>);
+
+impl std::fmt::Display for Costly<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.set(self.0.get() + 1);
+        f.write_str("costly")
+    }
+}
+
+#[test]
+fn warn_limited_formats_only_what_goes_out() {
+    static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
+    log::set_logger(&CAPTURE).expect("the only logger of this test binary");
+    log::set_max_level(log::LevelFilter::Warn);
+    let formatted = Cell::new(0);
+    let (t0, mut limiter) = (Instant::now(), WarnLimiter::default());
+    for ms in [0, 10, 20, 1000, 1001] {
+        let now = t0 + Duration::from_millis(ms);
+        warn_limited!(limiter, now, "marker {}", Costly(&formatted));
+    }
+    assert_eq!(formatted.get(), 2, "formatted although suppressed");
+    let logged = CAPTURE.0.lock().unwrap().clone();
+    let suppressed = "marker costly (2 similar warnings suppressed)";
+    let expected = ["marker costly", suppressed].map(|m| ("logging".to_string(), m.to_string()));
+    assert_eq!(logged, expected, "(target, message): the caller's module");
+}
+
+// ---------------------------------------------------------------------------
+// The real binary
+
+/// How long a client may wait for its echo and EOF (a stalled server: forever).
+const PROMPT: Duration = Duration::from_secs(5);
+
+/// The server (or script(1) running it), killed on drop.
+struct Server {
+    child: Child,
+    pid: u32,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// With `RUST_LOG=debug` and stderr as the test sets it up; stdout is
+    /// read for the `listening on` line.
+    fn debug(stderr: Stdio) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "debug")
+            .env_remove("RUST_LOG_STYLE")
+            .env_remove("CLICOLOR_FORCE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        let mut server = Server::new(cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}")));
+        let stdout = Log::follow(server.child.stdout.take().unwrap());
+        let first = stdout.wait_nth(1, |_| true, START_TIMEOUT);
+        let addr = first.as_deref().and_then(parse_listening_line);
+        server.addr = addr.unwrap_or_else(|| panic!("no `listening on` line: {first:?}"));
+        server
+    }
+
+    /// Killed on drop; `pid` and `addr` are filled in once known.
+    fn new(child: Child) -> Server {
+        let (pid, addr) = (child.id(), ([127, 0, 0, 1], 0).into());
+        Server { child, pid, addr }
+    }
+
+    /// Stops the server with SIGTERM and waits (bounded) for exit status 0.
+    fn terminate(&mut self) {
+        send_signal(self.pid, "TERM");
+        let mut status = None;
+        let exited = wait_until(IO_TIMEOUT, Duration::from_millis(5), || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        assert!(exited, "still running {IO_TIMEOUT:?} after SIGTERM");
+        assert!(status.unwrap().success(), "exit {status:?}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Clients one after another, each: connect, echo a line, half-close, EOF.
+/// Each logs at least its open and its close. Panics when one takes longer
+/// than `PROMPT`. Returns the clients' addresses and the slowest round trip.
+fn clients(addr: SocketAddr, n: usize) -> (Vec<SocketAddr>, Duration) {
+    let mut slowest = Duration::ZERO;
+    let mut ours = Vec::with_capacity(n);
+    for i in 0..n {
+        let t0 = Instant::now();
+        let mut c = try_connect(addr, PROMPT).unwrap_or_else(|e| panic!("client {i}: {e}"));
+        c.set_read_timeout(Some(PROMPT)).unwrap();
+        let stalled = |what: &str, err: &dyn std::fmt::Debug| -> ! {
+            panic!("client {i}: {what} within {PROMPT:?} ({err:?}): the server stalled")
+        };
+        if let Err(e) = try_echo(&mut c, format!("client {i}\n").as_bytes()) {
+            stalled("no echo", &e);
+        }
+        c.shutdown(Shutdown::Write).unwrap();
+        match try_read_to_eof(&mut c) {
+            Ok(rest) if rest.is_empty() => {}
+            other => stalled("no clean EOF", &other.map_err(|(e, _)| e)),
+        }
+        ours.push(c.local_addr().unwrap());
+        slowest = slowest.max(t0.elapsed());
+        assert!(slowest < PROMPT, "client {i} took {slowest:?}");
+    }
+    (ours, slowest)
+}
+
+fn notice_count(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix("echo-reactor: ")?;
+    let (n, why) = rest.split_once(" log line")?;
+    why.contains(" dropped: ").then(|| n.parse().ok())?
+}
+
+/// `[TIME LEVEL TARGET] message` as env_logger formats it (colours removed),
+/// with no second record glued on; or the notice of dropped lines.
+fn is_whole_line(line: &str) -> bool {
+    let line = strip_colours(line);
+    if notice_count(&line).is_some() {
+        return true;
+    }
+    let Some((head, message)) = line.strip_prefix('[').and_then(|r| r.split_once("] ")) else {
+        return false;
+    };
+    let words: Vec<&str> = head.split_whitespace().collect();
+    let levels = ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"];
+    words.len() == 3
+        && words[0].ends_with('Z')
+        && levels.contains(&words[1])
+        && !message.contains("[20")
+        && !message.contains("echo-reactor: ")
+}
+
+/// Without env_logger's colours (`ESC [ ... m`).
+fn strip_colours(line: &str) -> String {
+    let mut parts = line.split('\x1b');
+    let plain = parts.next().unwrap_or_default().to_string();
+    parts.fold(plain, |out, p| out + p.split_once('m').map_or(p, |r| r.1))
+}
+
+fn assert_whole_lines(lines: &[String]) {
+    let bad: Vec<&String> = lines.iter().filter(|l| !is_whole_line(l)).collect();
+    let some = &bad[..bad.len().min(5)];
+    assert!(bad.is_empty(), "{} broken lines, e.g. {some:?}", bad.len());
+}
+
+/// O_NONBLOCK belongs to the open file description, which fd 2 shares with
+/// whoever started the server: it must stay as it was (blocking).
+fn assert_fd2_untouched(pid: u32) {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/2")).unwrap();
+    let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap();
+    let flags = u32::from_str_radix(flags.trim(), 8).unwrap();
+    assert_eq!(flags & libc::O_NONBLOCK as u32, 0, "fd 2 made non-blocking");
+}
+
+/// Socket addresses named anywhere in the log.
+fn addresses(lines: &[String]) -> HashSet<SocketAddr> {
+    let words = lines.iter().flat_map(|l| l.split_whitespace());
+    words.filter_map(|w| w.parse().ok()).collect()
+}
+
+/// With stderr read again (`log` follows it), asks for stats until a
+/// `stats:` line gets through: the first ones may still meet a full buffer.
+fn stats_get_through(pid: u32, log: &Log) -> String {
+    for _ in 0..100 {
+        send_signal(pid, "USR1");
+        if let Some(line) = log.wait_nth(1, is_stats_line, Duration::from_millis(500)) {
+            return line;
+        }
+    }
+    panic!("no `stats:` line got through; log:\n{}", log.tail(20));
+}
+
+/// Clients while nobody reads stderr, then stderr read again: every client
+/// was served promptly, and the log says how many lines it lost.
+fn unread_stderr(what: &str, server: &mut Server, stderr: impl Read + Send + 'static) -> String {
+    let n = scale(3000, 20000);
+    let t0 = Instant::now();
+    let (_, slowest) = clients(server.addr, n);
+    let took = t0.elapsed();
+    assert_fd2_untouched(server.pid);
+    let log = Log::follow(stderr);
+    let stats = stats_get_through(server.pid, &log);
+    server.terminate();
+    assert!(log.wait_eof(IO_TIMEOUT), "stderr still open after the exit");
+
+    let lines = log.lines();
+    assert_whole_lines(&lines);
+    let notices: Vec<(usize, u64)> = (lines.iter().enumerate())
+        .filter_map(|(i, l)| Some((i, notice_count(l)?)))
+        .collect();
+    let dropped: u64 = notices.iter().map(|(_, n)| n).sum();
+    let stats_at = lines.iter().position(|l| *l == stats).unwrap();
+    assert!(
+        notices.first().is_some_and(|(at, _)| *at < stats_at) && dropped > 0,
+        "no notice of dropped lines before `{stats}`; log:\n{}",
+        log.tail(20)
+    );
+    let (kept, n) = (lines.len() as u64, n as u64);
+    let counts = format!("{kept} lines, {dropped} dropped, {n} clients");
+    assert!(kept + dropped >= n, "{counts}");
+    let last = log.wait_nth(1, is_final_stats_line, IO_TIMEOUT).unwrap();
+    assert_eq!(Stats::parse(&last)["accepted"], n, "{last}");
+    let times = notices.len();
+    let text = format!("{n} clients in {took:.2?}, slowest {slowest:.2?}; {kept} log lines");
+    let text = format!("{text}, {dropped} dropped ({times} notices)");
+    figure(&format!("unread {what}"), &text);
+    log.text()
+}
+
+#[test]
+fn a_pipe_nobody_reads_does_not_stall_clients() {
+    let mut server = Server::debug(Stdio::piped());
+    let stderr = server.child.stderr.take().unwrap();
+    let log = unread_stderr("pipe", &mut server, stderr);
+    assert!(log.contains("stderr is a pipe, reopened non-blocking"));
+}
+
+#[test]
+fn a_socket_nobody_reads_does_not_stall_clients() {
+    // As systemd's journal stream: stderr is a Unix stream socket.
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let mut server = Server::debug(Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+    let log = unread_stderr("socket", &mut server, ours);
+    assert!(log.contains("stderr is a socket"));
+}
+
+#[test]
+fn a_terminal_nobody_reads_does_not_stall_clients() {
+    // script(1) runs the server on a pseudo-terminal and copies it to its
+    // stdout, our pipe: once the test stops reading, the terminal fills.
+    let mut cmd = Command::new("script");
+    let line = format!("exec {BIN} --listen 127.0.0.1:0");
+    cmd.args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env("RUST_LOG", "debug")
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("script(1) from util-linux runs this test: {e}"));
+    // Killing script hangs up the terminal, which ends the server.
+    let mut server = Server::new(child);
+    // The terminal is followed only up to `listening on` (log lines from
+    // the start come first): the reader thread hands the rest back, unread.
+    let (tx, rx) = mpsc::channel();
+    let mut reader = BufReader::new(server.child.stdout.take().unwrap());
+    let listening = |text: &str| text.lines().last().and_then(parse_listening_line);
+    std::thread::spawn(move || {
+        let mut before = String::new();
+        while before.len() < 64 * 1024 && reader.read_line(&mut before).unwrap_or(0) > 0 {
+            if listening(&before).is_some() {
+                break;
+            }
+        }
+        let _ = tx.send((before, reader));
+    });
+    let (before, reader) = rx.recv_timeout(START_TIMEOUT).expect("`listening on` line");
+    server.addr = listening(&before).unwrap_or_else(|| panic!("not listening: {before:?}"));
+    let children = format!("/proc/{0}/task/{0}/children", server.child.id());
+    let pid = std::fs::read_to_string(&children).unwrap();
+    server.pid = pid.trim().parse().expect("script's one child");
+    let log = unread_stderr("terminal", &mut server, reader);
+    let how = "stderr is a terminal, reopened non-blocking";
+    assert!(before.contains(how), "{before:?}");
+    assert!(log.contains("\x1b["), "no colours on a terminal");
+}
+
+#[test]
+fn a_regular_file_gets_every_line() {
+    let dir = TempDir::new("logging");
+    let path = dir.0.join("stderr.log");
+    std::fs::write(&path, "before the server\n").unwrap();
+    // As `2>>FILE` does: the server's lines follow what the file holds.
+    let file = OpenOptions::new().append(true).open(&path).unwrap();
+    let mut server = Server::debug(Stdio::from(file));
+    let n = scale(2000, 20000);
+    let (ours, _) = clients(server.addr, n);
+    server.terminate();
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let rest = text.strip_prefix("before the server\n").unwrap();
+    let lines: Vec<String> = rest.lines().map(str::to_string).collect();
+    assert_whole_lines(&lines);
+    assert!(!text.contains(" dropped: "), "lines dropped writing a file");
+    assert!(text.contains("plain writes to stderr"), "{}", lines[0]);
+    let named = addresses(&lines);
+    let missing: Vec<&SocketAddr> = ours.iter().filter(|a| !named.contains(a)).collect();
+    assert_eq!(missing.len(), 0, "clients not in the log: {missing:?}");
+    let last = lines.iter().find(|l| is_final_stats_line(l)).unwrap();
+    assert_eq!(Stats::parse(last)["accepted"], n as u64, "{last}");
+    let (count, bytes) = (lines.len(), rest.len());
+    let text = format!("{n} clients: {count} lines, {bytes} bytes");
+    figure("file log", &text);
+}
+
+#[test]
+fn read_normally_the_default_log_is_unchanged() {
+    let mut server = ServerProcess::start(&[]);
+    server.echo_check(b"hello\n").unwrap();
+    server.signal("TERM");
+    server.expect_exit(IO_TIMEOUT);
+    let text = server.log.text();
+    assert_whole_lines(&server.log.lines());
+    assert!(!text.contains('\x1b'), "colours on a pipe: {text:?}");
+    let unexpected = [" DEBUG ", " dropped: ", "listening on"];
+    assert!(!unexpected.iter().any(|u| text.contains(u)), "{text}");
+    assert_eq!(server.final_stats()["accepted"], 1, "{text}");
+}
