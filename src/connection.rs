@@ -2,26 +2,27 @@
 //! life. It knows nothing of the poll loop: the reactor tells it what the
 //! kernel reported, and it answers with what the reactor should do next.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
+use crate::deadlines::Kind;
+use crate::logging::WarnLimiter;
+use crate::pending::PendingEcho;
 use crate::quit::QuitFilter;
 use crate::stats::Stats;
-use crate::timers::TimerHandle;
 
-/// Reads one connection may make in one turn of the loop before the others
-/// get their turn: a fast sender cannot starve the rest.
-const READS_PER_TURN: u32 = 16;
+/// Most reads one connection may make in one turn of the loop. Its share
+/// of a turn is also bounded in bytes, by the size of the shared read
+/// buffer (`Shared::buf`): one buffer's worth, then the others get their
+/// turn. This bound only matters for reads cut short by a FIN or urgent
+/// data.
+pub const READS_PER_TURN: u32 = 16;
 
-/// While the server shuts down, a connection that has moved no bytes for this
-/// long is taken to have received everything its client sent before the
-/// signal. Draining stops at a quiet spell rather than at the first drained
-/// read because a client's kernel may still hold data it has sent, waiting
-/// for window space that only our reads open.
-pub const DRAIN_QUIET: Duration = Duration::from_millis(200);
+/// How long a closing connection may keep sending before we close anyway.
+pub const LINGER: Duration = Duration::from_secs(2);
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,15 +59,20 @@ pub enum Next {
     Close(CloseReason),
 }
 
-/// What `advance` needs from the reactor besides the connection itself.
-pub struct Io<'a> {
-    /// Scratch space for reads, shared by all connections: a connection only
-    /// keeps memory of its own for echo the socket would not take.
-    pub buf: &'a mut [u8],
-    pub stats: &'a mut Stats,
+/// What serving a connection needs besides the connection itself. The loop
+/// owns one, shared by every connection.
+pub struct Shared {
+    /// Scratch space for reads: a connection only keeps memory of its own
+    /// for echo the socket would not take. Its size is each connection's
+    /// share of a turn, in bytes.
+    pub buf: Vec<u8>,
+    pub stats: Stats,
     /// The time of this turn, read once per turn rather than per connection.
     pub now: Instant,
+    /// `--max-buffer`.
     pub max_buffer: usize,
+    /// One fault can fail thousands of connections at once.
+    pub warnings: WarnLimiter,
 }
 
 pub struct Connection {
@@ -74,12 +80,8 @@ pub struct Connection {
     /// Unique for the process's life: a timer armed for an earlier connection
     /// in the same slab slot must not act on this one.
     pub id: u64,
-    /// Echo the socket has not taken yet. Empty, with nothing allocated,
-    /// unless the client reads slower than it writes.
-    pending: Vec<u8>,
-    /// How much of `pending` is already written: a partial write moves this
-    /// mark instead of moving bytes.
-    pending_sent: usize,
+    /// Echo the socket has not taken yet.
+    pending: PendingEcho,
     /// The quit rule's state; `None` under `--no-quit`.
     quit: Option<QuitFilter>,
     phase: Phase,
@@ -94,18 +96,21 @@ pub struct Connection {
     read_closed: bool,
     /// The client sent EOF: nothing unread can be left, so closing sends FIN.
     eof: bool,
+    /// The peer sent urgent data. Linux ends a read at the urgent mark, so
+    /// a short read no longer proves the socket drained: read on until
+    /// `WouldBlock`. (The byte itself stays in the stream: the listener sets
+    /// SO_OOBINLINE.)
+    urgent: bool,
     /// Reading stopped because `pending` reached the limit; set once per
     /// pause so the stats count pauses, not turns.
     backpressured: bool,
-    /// The server is shutting down: stop once the input received so far is
-    /// echoed.
-    shutting_down: bool,
-    /// When bytes last moved either way: what the idle timer measures.
-    pub last_active: Instant,
-    /// The reactor's idle timer for this connection, cancelled when it closes.
-    pub idle_timer: Option<TimerHandle>,
-    /// The reactor's linger timer, armed while lingering.
-    pub linger_timer: Option<TimerHandle>,
+    /// When bytes last moved either way: what the idle timeout measures.
+    last_active: Instant,
+    /// When lingering ends, once it has begun.
+    linger_until: Option<Instant>,
+    /// The reactor's run queue holds this connection: it is in it at most
+    /// once.
+    pub queued: bool,
 }
 
 impl Connection {
@@ -113,8 +118,7 @@ impl Connection {
         Connection {
             stream,
             id,
-            pending: Vec::new(),
-            pending_sent: 0,
+            pending: PendingEcho::default(),
             quit: quit_rule.then(QuitFilter::new),
             phase: Phase::Open,
             reason: CloseReason::Client,
@@ -123,11 +127,11 @@ impl Connection {
             readable: false,
             read_closed: false,
             eof: false,
+            urgent: false,
             backpressured: false,
-            shutting_down: false,
             last_active: now,
-            idle_timer: None,
-            linger_timer: None,
+            linger_until: None,
+            queued: false,
         }
     }
 
@@ -135,89 +139,131 @@ impl Connection {
         self.reason
     }
 
-    /// Write side shut, discarding input: the reactor bounds this with the
-    /// linger timer.
+    /// When the loop must look at this connection without an event: the
+    /// end of its lingering close, else when it has been idle for
+    /// `idle_timeout` (if there is one). Lingering is bounded by `LINGER`
+    /// alone: an idle close there would only count it wrongly.
+    pub fn deadline(&self, idle_timeout: Option<Duration>) -> Option<(Instant, Kind)> {
+        match self.linger_until {
+            Some(until) => Some((until, Kind::Linger)),
+            None => idle_timeout.map(|timeout| (self.last_active + timeout, Kind::Idle)),
+        }
+    }
+
+    /// Write side shut, discarding input until `deadline`.
     pub fn is_lingering(&self) -> bool {
         self.phase == Phase::Lingering
     }
 
     /// Records what a readiness event said about input.
-    pub fn note_event(&mut self, readable: bool, read_closed: bool) {
-        self.readable |= readable || read_closed;
+    pub fn note_event(&mut self, readable: bool, read_closed: bool, urgent: bool) {
+        self.readable |= readable || read_closed || urgent;
         self.read_closed |= read_closed;
+        self.urgent |= urgent;
     }
 
-    /// Asks the connection to finish: echo what the client has sent, then
-    /// close once it has gone quiet (see `DRAIN_QUIET`).
+    /// Whether input waits that this connection would read now (or an EOF
+    /// or error to report). Asked before an idle close: after a stall (the
+    /// process was stopped) the events of many connections can wait beyond
+    /// one poll's worth, and closing one of those would discard its input.
+    /// Input left unread on purpose (backpressure, or after `quit`) does
+    /// not count.
+    pub fn input_waiting(&self) -> bool {
+        if self.phase != Phase::Open || self.backpressured {
+            return false;
+        }
+        self.readable
+            || !matches!(
+                self.stream.peek(&mut [0; 1]),
+                Err(ref err) if err.kind() == io::ErrorKind::WouldBlock
+            )
+    }
+
+    /// Treats the input as waiting, as if an event had said so.
+    pub fn note_input_waiting(&mut self, now: Instant) {
+        self.readable = true;
+        self.last_active = now;
+    }
+
+    /// The server is shutting down: echo on until the client closes its
+    /// side or quits (only that proves its input is over), or the drain's
+    /// deadline calls `end_input`.
     pub fn begin_shutdown(&mut self) {
-        self.shutting_down = true;
         if self.phase == Phase::Open {
-            // However it ends from here (quiet spell, client EOF, timeout),
-            // the shutdown ended it.
+            // However it ends from here, the shutdown ended it.
             self.reason = CloseReason::Shutdown;
         }
     }
 
+    /// The drain's deadline passed: echo nothing more, flush what is owed,
+    /// shut the write side and linger.
+    pub fn end_input(&mut self, shared: &mut Shared) -> Next {
+        if self.phase == Phase::Open {
+            if let Err(err) = self.stop_echoing(shared) {
+                return self.fail(shared, &err);
+            }
+        }
+        self.advance(shared)
+    }
+
     /// Does whatever the socket allows now: flush pending echo, read and
     /// echo input, or discard input while lingering.
-    pub fn advance(&mut self, io: &mut Io) -> Next {
+    pub fn advance(&mut self, shared: &mut Shared) -> Next {
         if self.phase == Phase::Lingering {
-            return self.discard_input(io);
+            return self.discard_input(shared);
         }
-        if let Err(err) = self.flush(io.stats, io.now) {
-            return self.fail(&err);
+        match self.pending.flush(&mut self.stream) {
+            Ok(written) => self.note_written(written, &mut shared.stats, shared.now),
+            Err(err) => return self.fail(shared, &err),
         }
         if self.phase == Phase::Open {
-            if let Some(next) = self.read_and_echo(io) {
+            if let Some(next) = self.read_and_echo(shared) {
                 return next;
             }
         }
-        if self.phase == Phase::Flushing && self.pending_len() == 0 {
-            return self.finish_flushed(io);
+        if self.phase == Phase::Flushing && self.pending.is_empty() {
+            return self.finish_flushed(shared);
         }
         Next::Wait
     }
 
     /// Reads and echoes until the socket is drained. Returns `Some` when the
     /// connection must stop here (yield, backpressure or failure).
-    fn read_and_echo(&mut self, io: &mut Io) -> Option<Next> {
+    fn read_and_echo(&mut self, shared: &mut Shared) -> Option<Next> {
         let mut reads_left = READS_PER_TURN;
+        let mut share_left = shared.buf.len();
         while self.readable && self.phase == Phase::Open {
-            let room = io.max_buffer.saturating_sub(self.pending_len());
+            let room = shared.max_buffer.saturating_sub(self.pending.len());
             if room == 0 {
                 // The client is not reading its echo: leave its input in the
                 // kernel so TCP flow control slows it down. The writable edge
                 // that comes when it drains resumes reading.
                 if !self.backpressured {
                     self.backpressured = true;
-                    io.stats.backpressure_pauses += 1;
+                    shared.stats.backpressure_pauses += 1;
                 }
                 return Some(Next::Wait);
             }
             self.backpressured = false;
-            if reads_left == 0 {
+            if reads_left == 0 || share_left == 0 {
                 return Some(Next::Yield);
             }
             reads_left -= 1;
-            let want = room.min(io.buf.len());
-            match self.stream.read(&mut io.buf[..want]) {
+            let want = room.min(share_left);
+            match self.stream.read(&mut shared.buf[..want]) {
                 Ok(0) => {
                     self.readable = false;
                     self.eof = true;
-                    if let Err(err) = self.stop_echoing(io) {
-                        return Some(self.fail(&err));
+                    if let Err(err) = self.stop_echoing(shared) {
+                        return Some(self.fail(shared, &err));
                     }
                 }
                 Ok(n) => {
-                    io.stats.bytes_in += n as u64;
-                    self.last_active = io.now;
-                    if n < want && !self.read_closed {
-                        // A short read drained the socket; the next byte
-                        // brings a new edge, so skip the read that would
-                        // only say WouldBlock.
-                        self.readable = false;
-                    }
-                    let data = &io.buf[..n];
+                    shared.stats.bytes_in += n as u64;
+                    self.last_active = shared.now;
+                    share_left -= n;
+                    self.note_read(n, want);
+                    let data = &shared.buf[..n];
                     let (released, echo, quit) = match &mut self.quit {
                         Some(filter) => {
                             let out = filter.feed(data);
@@ -225,8 +271,8 @@ impl Connection {
                         }
                         None => (&b""[..], data, false),
                     };
-                    if let Err(err) = self.send(released, echo, io.stats, io.now) {
-                        return Some(self.fail(&err));
+                    if let Err(err) = self.send(released, echo, &mut shared.stats, shared.now) {
+                        return Some(self.fail(shared, &err));
                     }
                     if quit {
                         self.reason = CloseReason::Quit;
@@ -234,21 +280,10 @@ impl Connection {
                     }
                 }
                 // Drained: the next byte brings a new edge.
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.note_drained(),
                 // A signal arrived mid-call: nothing was read, try again.
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Some(self.fail(&err)),
-            }
-        }
-        if self.shutting_down
-            && self.phase == Phase::Open
-            && !self.readable
-            && io.now.saturating_duration_since(self.last_active) >= DRAIN_QUIET
-        {
-            // Everything the client sent is echoed or queued. Held bytes never
-            // became `quit`, so they are echoed too.
-            if let Err(err) = self.stop_echoing(io) {
-                return Some(self.fail(&err));
+                Err(err) => return Some(self.fail(shared, &err)),
             }
         }
         None
@@ -256,14 +291,14 @@ impl Connection {
 
     /// The input ends here (EOF or shutdown): bytes held back as a possible
     /// `quit` never became one, so they are echoed, and then nothing more.
-    fn stop_echoing(&mut self, io: &mut Io) -> io::Result<()> {
+    fn stop_echoing(&mut self, shared: &mut Shared) -> io::Result<()> {
         self.phase = Phase::Flushing;
         let held = self.quit.as_mut().map_or(&b""[..], QuitFilter::finish);
-        self.send(held, b"", io.stats, io.now)
+        self.send(held, b"", &mut shared.stats, shared.now)
     }
 
     /// All echo is out and no more will be echoed.
-    fn finish_flushed(&mut self, io: &mut Io) -> Next {
+    fn finish_flushed(&mut self, shared: &mut Shared) -> Next {
         if self.eof {
             // The client closed its side and all its input is read: closing
             // now sends a clean FIN.
@@ -277,30 +312,31 @@ impl Connection {
             Err(err) if err.kind() == io::ErrorKind::NotConnected => {
                 return Next::Close(self.reason)
             }
-            Err(err) => return self.fail(&err),
+            Err(err) => return self.fail(shared, &err),
         }
         self.phase = Phase::Lingering;
-        self.discard_input(io)
+        self.linger_until = Some(shared.now + LINGER);
+        self.discard_input(shared)
     }
 
     /// Lingering: reads and drops input until the client closes.
-    fn discard_input(&mut self, io: &mut Io) -> Next {
+    fn discard_input(&mut self, shared: &mut Shared) -> Next {
         let mut reads_left = READS_PER_TURN;
+        let mut share_left = shared.buf.len();
         while self.readable {
-            if reads_left == 0 {
+            if reads_left == 0 || share_left == 0 {
                 return Next::Yield;
             }
             reads_left -= 1;
-            match self.stream.read(io.buf) {
+            match self.stream.read(&mut shared.buf[..share_left]) {
                 Ok(0) => return Next::Close(self.reason),
                 Ok(n) => {
-                    io.stats.bytes_in += n as u64;
-                    if n < io.buf.len() && !self.read_closed {
-                        self.readable = false;
-                    }
+                    shared.stats.bytes_in += n as u64;
+                    self.note_read(n, share_left);
+                    share_left -= n;
                 }
                 // Drained: the next byte (or the FIN) brings a new edge.
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => self.note_drained(),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 // The client reset instead of closing: our echo was already
                 // flushed, and there is nothing left to protect.
@@ -311,7 +347,9 @@ impl Connection {
     }
 
     /// Sends `first` then `second` (the quit rule's released bytes and the
-    /// echo), queueing whatever the socket does not take now.
+    /// echo), keeping whatever the socket does not take now.
+    /// (The stats and the time come apart from the rest of the turn: the
+    /// echo may be a slice of the turn's read buffer.)
     fn send(
         &mut self,
         first: &[u8],
@@ -319,95 +357,41 @@ impl Connection {
         stats: &mut Stats,
         now: Instant,
     ) -> io::Result<()> {
-        if first.is_empty() && second.is_empty() {
-            return Ok(());
-        }
-        if self.pending_len() > 0 {
-            // The socket is full (or this would overtake queued bytes).
-            self.queue(first, second);
-            return Ok(());
-        }
-        let written = loop {
-            let result = if first.is_empty() {
-                self.stream.write(second)
-            } else {
-                self.stream
-                    .write_vectored(&[IoSlice::new(first), IoSlice::new(second)])
-            };
-            match result {
-                Ok(n) => break n,
-                // Full: the writable edge will flush the queue.
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break 0,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
-            }
-        };
+        let written = self.pending.send(&mut self.stream, first, second)?;
+        self.note_written(written, stats, now);
+        Ok(())
+    }
+
+    fn note_written(&mut self, written: usize, stats: &mut Stats, now: Instant) {
         if written > 0 {
             stats.bytes_out += written as u64;
             self.last_active = now;
         }
-        // A short write means the socket buffer is full; retrying now would
-        // only return WouldBlock.
-        let (first, second) = if written < first.len() {
-            (&first[written..], second)
-        } else {
-            (&b""[..], &second[written - first.len()..])
-        };
-        self.queue(first, second);
-        Ok(())
     }
 
-    fn queue(&mut self, first: &[u8], second: &[u8]) {
-        if first.is_empty() && second.is_empty() {
-            return;
+    /// A read of `n` bytes where `wanted` would fit. A short one drained the
+    /// socket, so the read that would only say `WouldBlock` is skipped (the
+    /// next byte brings a new edge), unless the peer's FIN was reported (no
+    /// further edge comes: only another read sees the EOF) or urgent data
+    /// cut it short.
+    fn note_read(&mut self, n: usize, wanted: usize) {
+        if n < wanted && !self.read_closed && !self.urgent {
+            self.readable = false;
         }
-        if self.pending_sent > 0 {
-            // Reclaim the written prefix so the buffer stays within bounds.
-            self.pending.drain(..self.pending_sent);
-            self.pending_sent = 0;
-        }
-        self.pending.extend_from_slice(first);
-        self.pending.extend_from_slice(second);
     }
 
-    /// Writes queued echo until it is all out or the socket is full.
-    fn flush(&mut self, stats: &mut Stats, now: Instant) -> io::Result<()> {
-        while self.pending_len() > 0 {
-            match self.stream.write(&self.pending[self.pending_sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    stats.bytes_out += n as u64;
-                    self.last_active = now;
-                    self.pending_sent += n;
-                    if self.pending_len() > 0 {
-                        // Short write: the socket is full again.
-                        break;
-                    }
-                }
-                // Full: wait for the next writable edge.
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
-            }
-        }
-        if self.pending_len() == 0 && self.pending.capacity() > 0 {
-            // Give the memory back: an idle connection should cost no buffer.
-            self.pending = Vec::new();
-            self.pending_sent = 0;
-        }
-        Ok(())
+    fn note_drained(&mut self) {
+        self.readable = false;
+        self.urgent = false;
     }
 
-    fn pending_len(&self) -> usize {
-        self.pending.len() - self.pending_sent
-    }
-
-    fn fail(&mut self, err: &io::Error) -> Next {
+    fn fail(&self, shared: &mut Shared, err: &io::Error) -> Next {
         match err.kind() {
+            // The client went away: its own business.
             io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
                 log::debug!("connection {}: {err}", self.id)
             }
-            _ => log::warn!("connection {}: {err}", self.id),
+            _ => crate::warn_limited!(shared.warnings, shared.now, "connection {}: {err}", self.id),
         }
         Next::Close(CloseReason::Error)
     }

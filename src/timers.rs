@@ -31,6 +31,10 @@ pub struct Wheel<T> {
     next_tick: u64,
     /// Items in all slots: lets an empty wheel skip its work.
     len: usize,
+    /// Bit `s` is set while slot `s` holds items, so finding the next
+    /// deadline is a bit scan, not a walk over empty slots (the loop asks
+    /// every turn).
+    occupied: u128,
 }
 
 impl<T: Copy> Wheel<T> {
@@ -38,30 +42,30 @@ impl<T: Copy> Wheel<T> {
     pub fn new(horizon: Duration, now: Instant) -> Self {
         let tick = (horizon / TICKS_PER_HORIZON).max(Duration::from_millis(1));
         let slot_count = (TICKS_PER_HORIZON + 2) as usize;
+        const { assert!(TICKS_PER_HORIZON + 2 <= u128::BITS) };
         Wheel {
             tick,
             origin: now,
             slots: (0..slot_count).map(|_| Vec::new()).collect(),
             next_tick: 0,
             len: 0,
+            occupied: 0,
         }
     }
 
-    /// Arms `item` for `deadline`, which must lie within `horizon` of the
-    /// last `expire(now)`: the wheel only reaches that far ahead of where
-    /// it last collected, so call `expire` first in a turn, then arm.
+    /// Arms `item` for `deadline`. The wheel reaches one horizon ahead of
+    /// where it last collected (`expire`), so a turn collects first, then
+    /// arms. A deadline beyond that reach is armed at the last tick the wheel
+    /// reaches: it fires early, and the owner, which knows the real deadline,
+    /// re-arms it then (`Deadlines` does). A deadline already past fires on
+    /// the next `expire`.
     pub fn insert(&mut self, deadline: Instant, item: T) -> TimerHandle {
         let last = self.next_tick + self.slots.len() as u64 - 1;
-        let tick = self.ticks_until(deadline, true);
-        debug_assert!(
-            tick <= last,
-            "deadline beyond the wheel's reach: expire first"
-        );
-        // A deadline already past fires on the next `expire`.
-        let tick = tick.clamp(self.next_tick, last);
+        let tick = self.ticks_until(deadline, true).clamp(self.next_tick, last);
         let slot = (tick % self.slots.len() as u64) as usize;
         self.slots[slot].push(item);
         self.len += 1;
+        self.occupied |= 1 << slot;
         TimerHandle {
             slot: slot as u32,
             index: (self.slots[slot].len() - 1) as u32,
@@ -74,6 +78,9 @@ impl<T: Copy> Wheel<T> {
         let slot = &mut self.slots[handle.slot as usize];
         slot.swap_remove(handle.index as usize);
         self.len -= 1;
+        if slot.is_empty() {
+            self.occupied &= !(1 << handle.slot);
+        }
         slot.get(handle.index as usize)
             .map(|&moved| (moved, handle))
     }
@@ -86,6 +93,7 @@ impl<T: Copy> Wheel<T> {
             // Taking the Vec also gives its memory back after a burst.
             let items = std::mem::take(&mut self.slots[slot]);
             self.len -= items.len();
+            self.occupied &= !(1 << slot);
             due.extend(items);
             self.next_tick += 1;
         }
@@ -95,12 +103,17 @@ impl<T: Copy> Wheel<T> {
 
     /// When the earliest armed item falls due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        if self.len == 0 {
+        if self.occupied == 0 {
             return None;
         }
-        (self.next_tick..self.next_tick + self.slots.len() as u64)
-            .find(|&tick| !self.slots[(tick % self.slots.len() as u64) as usize].is_empty())
-            .map(|tick| self.origin + Duration::from_nanos(self.tick.as_nanos() as u64 * tick))
+        // Every item lies within one turn of the wheel from `next_tick`:
+        // rotate the slot bits so that bit 0 is `next_tick`'s slot.
+        let n = self.slots.len() as u32;
+        let start = (self.next_tick % u64::from(n)) as u32;
+        let all = (1u128 << n) - 1;
+        let rotated = ((self.occupied >> start) | (self.occupied << (n - start))) & all;
+        let tick = self.next_tick + u64::from(rotated.trailing_zeros());
+        Some(self.origin + Duration::from_nanos(self.tick.as_nanos() as u64 * tick))
     }
 
     /// Whole ticks from the origin to `t`, rounded up or down.
@@ -183,5 +196,39 @@ mod tests {
         wheel.insert(start + Duration::from_secs(2), 7);
         wheel.expire(start + Duration::from_secs(6), &mut due);
         assert_eq!(due, [7]);
+    }
+
+    #[test]
+    fn a_deadline_beyond_reach_fires_at_the_edge_of_the_wheel() {
+        let start = Instant::now();
+        let mut wheel = Wheel::new(Duration::from_millis(640), start);
+        wheel.insert(start + Duration::from_secs(3600), 'x');
+        let edge = wheel.next_deadline().unwrap();
+        assert!(edge > start + Duration::from_millis(640));
+        assert!(edge <= start + Duration::from_millis(700));
+        let mut due = Vec::new();
+        wheel.expire(edge, &mut due);
+        assert_eq!(due, ['x'], "fired early, for its owner to re-arm");
+    }
+
+    #[test]
+    fn the_next_deadline_is_the_earliest_item_across_the_wrap() {
+        let start = Instant::now();
+        let tick = Duration::from_millis(10);
+        let mut due = Vec::new();
+        // Every position of the wheel, more than once around: arm a few
+        // items at assorted distances and compare with the earliest.
+        for step in 0..200u32 {
+            let mut wheel = Wheel::new(tick * TICKS_PER_HORIZON, start);
+            let now = start + tick * step;
+            wheel.expire(now, &mut due);
+            let distances = [64, 3 + step % 50, 1 + step % 7];
+            for distance in distances {
+                wheel.insert(now + tick * distance, step);
+            }
+            let earliest = now + tick * distances.into_iter().min().unwrap();
+            let next = wheel.next_deadline().unwrap();
+            assert!(next >= earliest && next < earliest + tick, "step {step}");
+        }
     }
 }

@@ -1,0 +1,169 @@
+//! Echo a socket has not taken yet: the one buffer a connection owns, and
+//! only while its client reads slower than it writes.
+
+use std::io::{self, IoSlice, Write};
+
+#[derive(Debug, Default)]
+pub struct PendingEcho {
+    /// Empty, with nothing allocated, while the socket takes every write.
+    bytes: Vec<u8>,
+    /// How much of `bytes` is already written: a partial write moves this
+    /// mark instead of moving bytes.
+    sent: usize,
+}
+
+impl PendingEcho {
+    /// Bytes owed to the socket.
+    pub fn len(&self) -> usize {
+        self.bytes.len() - self.sent
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sends `first` then `second` (the quit rule's released bytes and the
+    /// echo) to `socket`, keeping whatever it does not take now. Returns how
+    /// many bytes it took.
+    pub fn send(
+        &mut self,
+        socket: &mut impl Write,
+        first: &[u8],
+        second: &[u8],
+    ) -> io::Result<usize> {
+        if first.is_empty() && second.is_empty() {
+            return Ok(0);
+        }
+        if !self.is_empty() {
+            // The socket is full (or this would overtake queued bytes).
+            self.queue(first, second);
+            return Ok(0);
+        }
+        let written = loop {
+            let result = if first.is_empty() {
+                socket.write(second)
+            } else {
+                socket.write_vectored(&[IoSlice::new(first), IoSlice::new(second)])
+            };
+            match result {
+                Ok(n) => break n,
+                // Full: the writable edge will flush the queue.
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break 0,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        };
+        // A short write means the socket buffer is full; retrying now would
+        // only return WouldBlock.
+        let (first, second) = if written < first.len() {
+            (&first[written..], second)
+        } else {
+            (&b""[..], &second[written - first.len()..])
+        };
+        self.queue(first, second);
+        Ok(written)
+    }
+
+    /// Writes what is owed until it is all out or the socket is full.
+    /// Returns how many bytes the socket took.
+    pub fn flush(&mut self, socket: &mut impl Write) -> io::Result<usize> {
+        let mut written = 0;
+        while !self.is_empty() {
+            match socket.write(&self.bytes[self.sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    written += n;
+                    self.sent += n;
+                    if !self.is_empty() {
+                        // Short write: the socket is full again.
+                        break;
+                    }
+                }
+                // Full: wait for the next writable edge.
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        if self.is_empty() && self.bytes.capacity() > 0 {
+            // Give the memory back: an idle connection should cost no buffer.
+            *self = PendingEcho::default();
+        }
+        Ok(written)
+    }
+
+    fn queue(&mut self, first: &[u8], second: &[u8]) {
+        if first.is_empty() && second.is_empty() {
+            return;
+        }
+        if self.sent > 0 {
+            // Reclaim the written prefix so the buffer stays within bounds.
+            self.bytes.drain(..self.sent);
+            self.sent = 0;
+        }
+        self.bytes.extend_from_slice(first);
+        self.bytes.extend_from_slice(second);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that takes at most `room` more bytes, then says WouldBlock.
+    #[derive(Default)]
+    struct Socket {
+        taken: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Socket {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room);
+            self.taken.extend_from_slice(&buf[..n]);
+            self.room -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn what_the_socket_refuses_waits_in_order_and_goes_out_on_flush() {
+        let mut socket = Socket {
+            room: 3,
+            ..Socket::default()
+        };
+        let mut pending = PendingEcho::default();
+        // (This socket's vectored write takes the first slice only.)
+        assert_eq!(pending.send(&mut socket, b"ab", b"cdef").unwrap(), 2);
+        assert_eq!(pending.len(), 4);
+        // Later echo queues behind, never overtakes.
+        assert_eq!(pending.send(&mut socket, b"", b"gh").unwrap(), 0);
+        socket.room = 5;
+        assert_eq!(pending.flush(&mut socket).unwrap(), 5);
+        assert_eq!(pending.len(), 1);
+        socket.room = 10;
+        assert_eq!(pending.flush(&mut socket).unwrap(), 1);
+        assert_eq!(socket.taken, b"abcdefgh");
+        assert!(pending.is_empty());
+        assert_eq!(pending.bytes.capacity(), 0, "memory kept after draining");
+    }
+
+    #[test]
+    fn a_socket_that_takes_everything_leaves_nothing_allocated() {
+        let mut socket = Socket {
+            room: 100,
+            ..Socket::default()
+        };
+        let mut pending = PendingEcho::default();
+        assert_eq!(pending.send(&mut socket, b"", b"hello").unwrap(), 5);
+        assert!(pending.is_empty());
+        assert_eq!(pending.bytes.capacity(), 0);
+    }
+}

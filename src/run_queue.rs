@@ -1,0 +1,59 @@
+//! Connections that used their share of a turn with work left: served next
+//! turn without waiting for an event (edge-triggered polling will not
+//! report input that is already there again).
+//!
+//! A connection is in the queue at most once (its `queued` flag), and what
+//! is queued during a turn is served in the next one, never the same: so no
+//! connection gets more than one share between two polls.
+
+use crate::connection::Connection;
+
+/// A connection as the queue names it: slab key plus id, since a key is
+/// reused once its connection closes.
+pub type ConnRef = (usize, u64);
+
+#[derive(Debug, Default)]
+pub struct RunQueue {
+    /// Queued this turn, for the next.
+    next: Vec<ConnRef>,
+    /// Queued last turn, being served in this one.
+    current: Vec<ConnRef>,
+}
+
+impl RunQueue {
+    /// Queues connection `key` for the next turn, unless it already is.
+    pub fn push(&mut self, key: usize, connection: &mut Connection) {
+        if !connection.queued {
+            connection.queued = true;
+            self.next.push((key, connection.id));
+        }
+    }
+
+    /// Begins a turn: what was queued in the last one is now due.
+    pub fn start_turn(&mut self) {
+        debug_assert!(self.current.is_empty());
+        std::mem::swap(&mut self.next, &mut self.current);
+    }
+
+    /// This turn's connections, to serve; hand the vector back with
+    /// `finish_turn` so its memory is reused.
+    pub fn take_current(&mut self) -> Vec<ConnRef> {
+        std::mem::take(&mut self.current)
+    }
+
+    pub fn finish_turn(&mut self, mut served: Vec<ConnRef>) {
+        served.clear();
+        self.current = served;
+    }
+
+    /// Connections waiting for the next turn.
+    pub fn len(&self) -> usize {
+        self.next.len()
+    }
+
+    /// True when the next turn has no work unless an event brings some: the
+    /// poll may block.
+    pub fn is_empty(&self) -> bool {
+        self.next.is_empty()
+    }
+}
