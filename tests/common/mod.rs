@@ -10,21 +10,25 @@
 //! - `log`: a child's output line by line (`Log`), `stats:` lines (`Stats`)
 //! - `client`: connecting, reading, echo checks, refusal checks
 //! - `procfs`: threads, fds, RSS and TCP queues from /proc
-//! - `data`: deterministic payloads, stream hashes, the quit rule reference
+//! - `data`: deterministic payloads, random numbers, stream hashes
+//! - `quit_reference`: the quit rule written plainly (the fuzz target's too)
 //! - `util`: polling, scratch dirs, free ports, torture sizes and figures
+//! - `drivers`: client loops for load and latency (`common::drivers::*`)
 #![allow(dead_code)]
 
 mod client;
 mod data;
+pub mod drivers;
 mod log;
 mod procfs;
+mod quit_reference;
 mod server;
 mod util;
 
 // Every test crate uses only some of these: a glob it does not use is not
 // an error (the `unused_imports` counterpart of `dead_code` above).
 #[allow(unused_imports)]
-pub use self::{client::*, data::*, log::*, procfs::*, server::*, util::*};
+pub use self::{client::*, data::*, log::*, procfs::*, quit_reference::*, server::*, util::*};
 
 use std::time::Duration;
 
