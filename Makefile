@@ -22,12 +22,15 @@ test-nc: build
 		ECHO_REACTOR=$(RELEASE) bash $$t || exit 1; \
 	done
 
-# The tests need OpenBSD netcat (for -N) and haproxy (the balancer test);
-# install what is missing if we can, else say how.
+# The tests need OpenBSD netcat (for -N), haproxy (the balancer test), and
+# nftables and iproute2 (the fault suite's loss and slow link; without them
+# it skips); install what is missing if we can, else say how.
 test-deps:
 	@missing=""; \
 	nc -h 2>&1 | grep -q -- '-N' || missing="$$missing netcat-openbsd"; \
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	command -v nft >/dev/null || missing="$$missing nftables"; \
+	{ command -v tc >/dev/null && command -v ip >/dev/null; } || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 			echo "installing:$$missing"; \
@@ -50,7 +53,7 @@ strace: build
 perf: build
 	bash tests/tools/profile.sh perf
 
-# Benchmarks (issue 4): echo-reactor side by side with tokio current_thread and
+# Benchmarks: echo-reactor side by side with tokio current_thread and
 # a thread-per-connection server (and a C epoll echo if cc exists). `bench` is
 # the full run (~5 min): a markdown table, met/missed per target,
 # target/bench/results.json and results.svg. `bench-quick` takes seconds and
@@ -67,18 +70,25 @@ bench: bench-build
 bench-quick: bench-build
 	target/release/echo-bench suite --quick --out $(BENCH_OUT) $(BENCH_ARGS)
 
-# Torture suite (issue 5): every scenario of tests/torture.rs at full size,
+# Torture suite: every scenario of tests/torture/ at full size,
 # release build, one at a time (under 5 minutes, loopback only), then the
-# figures. `make test` runs the short version of each scenario.
+# fault suite (tests/faults: slow link and loss, each scenario in a network
+# namespace of its own; 1-2 minutes, skipped without root), then the
+# figures of both. `make test` runs the short version of each scenario.
 TORTURE_LOG ?= target/torture.log
 
 torture:
 	@mkdir -p $(dir $(TORTURE_LOG))
 	@{ TORTURE_FULL=1 $(CARGO) test --release --test torture -- --nocapture --test-threads=1 2>&1; \
 	   echo $$? > $(TORTURE_LOG).rc; } | tee $(TORTURE_LOG)
+	@{ TORTURE_FULL=1 $(CARGO) test --release --test faults 2>&1; \
+	   echo $$? > $(TORTURE_LOG).faults.rc; } | tee -a $(TORTURE_LOG)
 	@echo "== torture figures"
 	@grep -o 'FIGURE .*' $(TORTURE_LOG) | sed 's/^FIGURE /  /' || true
-	@rc=$$(cat $(TORTURE_LOG).rc); rm -f $(TORTURE_LOG).rc; exit $$rc
+	@grep -E '^faults: [0-9]+ passed' $(TORTURE_LOG) | sed 's/^/  /' || true
+	@rc=$$(cat $(TORTURE_LOG).rc); frc=$$(cat $(TORTURE_LOG).faults.rc); \
+	 rm -f $(TORTURE_LOG).rc $(TORTURE_LOG).faults.rc; \
+	 [ "$$rc" = 0 ] && exit $$frc; exit $$rc
 
 # Fuzz the quit rule with libFuzzer (cargo fuzz, nightly) for FUZZ_SECS; on a
 # machine without a nightly toolchain, run its property test with a million
