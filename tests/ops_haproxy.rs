@@ -1,4 +1,4 @@
-//! Issue 3, beyond one machine: HAProxy (`mode tcp`, `option tcp-check`)
+//! Beyond one machine: HAProxy (`mode tcp`, `option tcp-check`)
 //! in front of two echo-reactor backends. Traffic through the balancer is
 //! echoed exactly; when one backend dies, new clients are served by the
 //! other; health checks cause no warnings in the backends' logs.

@@ -1,4 +1,4 @@
-//! Issue 3, idle timeout: no bytes either way for `--idle-timeout` seconds
+//! Idle timeout: no bytes either way for `--idle-timeout` seconds
 //! closes a connection; traffic keeps it open; 0 turns it off.
 
 mod common;

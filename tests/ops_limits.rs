@@ -1,4 +1,4 @@
-//! Issue 3, connection limit: at `--max-connections` the server stops
+//! Connection limit: at `--max-connections` the server stops
 //! accepting (clients wait in the backlog, none is accepted and dropped) and
 //! resumes on the turn a connection closes. The effective limit is logged.
 

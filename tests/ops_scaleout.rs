@@ -1,4 +1,4 @@
-//! Issue 3, scale-out: `--reuse-port` lets several processes share a port,
+//! Scale-out: `--reuse-port` lets several processes share a port,
 //! and systemd socket activation (`LISTEN_FDS`/`LISTEN_PID`) hands the server
 //! a listening socket instead of letting it bind.
 

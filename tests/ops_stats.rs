@@ -1,4 +1,4 @@
-//! Issue 3, stats: SIGUSR1 logs a `stats:` snapshot at info, the exit logs
+//! Stats: SIGUSR1 logs a `stats:` snapshot at info, the exit logs
 //! `final stats:`, and the numbers match what the clients did. Also: one
 //! thread throughout.
 

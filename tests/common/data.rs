@@ -1,6 +1,6 @@
 //! Test data: deterministic byte streams and random numbers (no extra
-//! crates), chunking-independent stream hashes, and the quit rule written
-//! plainly as a reference for the expected echo.
+//! crates) and chunking-independent stream hashes. The quit rule's reference
+//! is in `quit_reference.rs`.
 
 /// A deterministic byte stream (xorshift64*) covering every byte value, so
 /// large payloads need no storage: the sender and the checker regenerate it.
@@ -59,12 +59,6 @@ impl Digest {
         d.update(bytes);
         d
     }
-}
-
-/// Whether `bytes` (a whole stream) has a line starting with `quit`; such a
-/// payload would end the session under the quit rule.
-pub fn has_quit_line(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"quit") || bytes.windows(5).any(|w| w == b"\nquit")
 }
 
 /// Deterministic bytes with no line starting with `quit` (there are no
@@ -201,22 +195,5 @@ impl StreamHash {
         c.mix(u64::from_le_bytes(t));
         c.mix(c.len);
         c.h ^ (c.h >> 29)
-    }
-}
-
-/// Expected echo of a whole client stream under the quit rule:
-/// (bytes echoed, whether the stream held a quit line). When there is no
-/// quit line the held-back prefix is echoed at end of stream, so the echo is
-/// the whole input.
-pub fn quit_reference(input: &[u8]) -> (Vec<u8>, bool) {
-    let mut start = 0;
-    loop {
-        if input[start..].starts_with(b"quit") {
-            return (input[..start].to_vec(), true);
-        }
-        match input[start..].iter().position(|&b| b == b'\n') {
-            Some(i) => start += i + 1,
-            None => return (input.to_vec(), false),
-        }
     }
 }

@@ -55,7 +55,7 @@ impl Drop for TempDir {
 // ---------------------------------------------------------------------------
 // Torture suite
 
-/// `TORTURE_FULL=1` selects the full sizes of issue 5.
+/// `TORTURE_FULL=1` selects the torture suite's full sizes.
 pub fn full() -> bool {
     matches!(
         std::env::var("TORTURE_FULL").as_deref(),

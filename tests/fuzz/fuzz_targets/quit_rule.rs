@@ -7,6 +7,13 @@
 use echo_reactor::quit::QuitFilter;
 use libfuzzer_sys::fuzz_target;
 
+// The integration tests' reference of the rule: one statement of it for
+// every test.
+#[path = "../../common/quit_reference.rs"]
+mod quit_reference;
+
+use quit_reference::{has_quit_line, quit_reference};
+
 fuzz_target!(|data: &[u8]| {
     // The first byte says how many cut lengths follow; the rest is the stream.
     let Some((&cut_count, rest)) = data.split_first() else {
@@ -28,7 +35,8 @@ fuzz_target!(|data: &[u8]| {
         echo(&[stream]),
         "output depends on how the stream was cut"
     );
-    assert_eq!(split, reference(stream));
+    assert_eq!(split, quit_reference(stream));
+    assert_eq!(split.1, has_quit_line(stream), "quit flag vs has_quit_line");
 });
 
 /// What the filter echoes for the stream fed as `chunks`, and whether it quit.
@@ -45,18 +53,4 @@ fn echo(chunks: &[&[u8]]) -> (Vec<u8>, bool) {
     }
     out.extend_from_slice(filter.finish());
     (out, false)
-}
-
-/// The rule stated directly: echo up to the first line starting with `quit`.
-fn reference(stream: &[u8]) -> (Vec<u8>, bool) {
-    let mut line_start = 0;
-    loop {
-        if stream[line_start..].starts_with(b"quit") {
-            return (stream[..line_start].to_vec(), true);
-        }
-        match stream[line_start..].iter().position(|&b| b == b'\n') {
-            Some(newline) => line_start += newline + 1,
-            None => return (stream.to_vec(), false),
-        }
-    }
 }
