@@ -59,6 +59,10 @@ impl Acceptor {
 
     /// The listener reported new clients while `open` connections are open.
     pub fn handle_event(&mut self, open: usize, now: Instant) {
+        if self.listener.is_none() {
+            // Closed earlier in this turn (shutdown): nothing to accept.
+            return;
+        }
         self.ready = true;
         if open >= self.max_connections {
             // Said here, where a client is known to be waiting, so that an
@@ -137,8 +141,13 @@ impl Acceptor {
                     self.ready = false;
                     return None;
                 }
-                // One client's trouble: skip it and take the next.
-                Err(err) if is_one_clients_failure(&err) => debug!("accept: {err}"),
+                // One client's trouble: skip it and take the next (it
+                // counts against the batch, so a storm of them cannot
+                // hold the turn).
+                Err(err) if is_one_clients_failure(&err) => {
+                    self.batch_left -= 1;
+                    debug!("accept: {err}");
+                }
                 // Out of descriptors or memory (or a listener gone bad):
                 // retrying at once would fail again and spin.
                 Err(err) => {

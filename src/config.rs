@@ -1,13 +1,48 @@
 //! Command-line options: every knob the server has, with its default.
 
+use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use clap_complete::Shell;
+
+/// What `--help` and the man page say beyond the flags: the echo and quit
+/// rules and the output contract.
+const LONG_ABOUT: &str = "\
+A TCP echo server: one thread, one mio poll loop. Every byte a client sends \
+comes back to it, in order, binary included.
+
+The quit rule (off with --no-quit): a line whose first four bytes are `quit` \
+ends the session. Everything before that line is echoed, nothing from it on; \
+the server then shuts its write side (the client reads EOF) and discards \
+input until the client closes or 2 s pass. `xquit`, ` quit` and `QUIT` are \
+ordinary lines. A client that half-closes gets all its echo, then the close.
+
+The first line on stdout is `listening on ADDR`, with the real port (so \
+--listen 127.0.0.1:0 suits scripts); the log goes to stderr.";
+
+/// Signals, environment and exit status, after the flags.
+const AFTER_HELP: &str = "\
+Signals: SIGINT, SIGTERM and SIGHUP start a graceful shutdown: stop \
+accepting, echo each connection until its client closes (at most \
+--shutdown-timeout), log `final stats:`, exit 0. Stop signals less than 1 s \
+apart are one request; one later closes every connection at once. SIGUSR1 \
+logs a `stats:` line. Both stats lines are printed whatever RUST_LOG filters.
+
+RUST_LOG: the log filter for stderr: off, error, warn, info (the default: \
+start-up and shutdown), debug (each connection).
+
+Socket activation (systemd): when LISTEN_FDS and LISTEN_PID name this \
+process, the server serves the listening socket passed on fd 3; --listen, \
+--backlog and --reuse-port are then ignored, and the log says so.
+
+Exit status: 0 after a shutdown, 1 if it cannot listen, 2 for bad flags.";
 
 /// A single-threaded mio reactor that echoes every byte back.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "echo-reactor", version, about, allow_negative_numbers = true)]
+#[command(name = "echo-reactor", version, about, long_about = LONG_ABOUT,
+          after_help = AFTER_HELP, allow_negative_numbers = true)]
 pub struct Config {
     /// Address to listen on: IP:PORT or HOST:PORT (localhost:7007); port 0
     /// lets the kernel choose. IPv6 works: [::1]:7007.
@@ -16,10 +51,18 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Most unsent echo bytes held for one connection; past this the server
-    /// stops reading it until the client drains its echo.
-    #[arg(long, default_value_t = 65536, value_name = "BYTES",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_buffer: u32,
+    /// stops reading it until the client drains its echo. A number, or with
+    /// a K, M or G suffix (powers of 1024).
+    #[arg(long, default_value = "64K", value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_buffer: u64,
+
+    /// Most unsent echo bytes held across all connections; past this,
+    /// connections whose echo would have to wait in memory stop reading
+    /// (echo that goes straight into a socket keeps flowing). May be
+    /// overshot by one read (4 KiB) per connection whose socket fills just
+    /// then. A number, or with a K, M or G suffix (powers of 1024).
+    #[arg(long, default_value = "256M", value_name = "BYTES", value_parser = parse_bytes)]
+    pub max_memory: u64,
 
     /// Most connections accepted per loop turn before other events are served.
     #[arg(long, default_value_t = 128, value_name = "N",
@@ -55,6 +98,41 @@ pub struct Config {
     /// Set SO_REUSEPORT so several processes can share the port (one per core).
     #[arg(long)]
     pub reuse_port: bool,
+
+    /// Print the man page or a shell completion script to stdout and exit
+    /// (what `make install` installs).
+    #[arg(long, value_name = "KIND", value_enum)]
+    pub generate: Option<Generate>,
+}
+
+/// What `--generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generate {
+    /// The man page (roff): man1/echo-reactor.1.
+    Man,
+    /// Bash completions.
+    Bash,
+    /// Zsh completions (`_echo-reactor`).
+    Zsh,
+    /// Fish completions.
+    Fish,
+}
+
+impl Generate {
+    /// Writes the man page or completion script, made from the flags' own
+    /// definitions.
+    pub fn write(self, out: &mut dyn Write) -> io::Result<()> {
+        let mut command = Config::command();
+        let name = command.get_name().to_string();
+        let shell = match self {
+            Generate::Man => return clap_mangen::Man::new(command).render(out),
+            Generate::Bash => Shell::Bash,
+            Generate::Zsh => Shell::Zsh,
+            Generate::Fish => Shell::Fish,
+        };
+        clap_complete::generate(shell, &mut command, name, out);
+        Ok(())
+    }
 }
 
 impl Config {
@@ -79,6 +157,33 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     addrs
         .next()
         .ok_or_else(|| format!("`{text}` resolves to no address ({usage})"))
+}
+
+/// A byte count: a plain number, or one with a K, M or G suffix (powers of
+/// 1024, `KiB` and `k` accepted too). Zero is refused: nothing could be
+/// echoed.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let usage = "expected a number of bytes, optionally with K, M or G (64K, 256M)";
+    let lower = text.to_ascii_lowercase();
+    let lower = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (digits, shift) = match lower.as_bytes().last() {
+        Some(b'k') => (&lower[..lower.len() - 1], 10),
+        Some(b'm') => (&lower[..lower.len() - 1], 20),
+        Some(b'g') => (&lower[..lower.len() - 1], 30),
+        _ => (lower, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}`: {usage}"))?;
+    let bytes = n
+        .checked_mul(1 << shift)
+        .filter(|&bytes| bytes < 1 << 48)
+        .ok_or_else(|| format!("`{text}` is too large"))?;
+    if bytes == 0 {
+        return Err(format!("`{text}`: must be at least 1 byte"));
+    }
+    Ok(bytes)
 }
 
 /// Longest accepted timeout: deadlines are `now + timeout`, which must stay
@@ -140,10 +245,34 @@ mod tests {
     }
 
     #[test]
+    fn byte_counts_take_suffixes_in_powers_of_1024() {
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("64K"), Ok(65536));
+        assert_eq!(parse_bytes("64k"), Ok(65536));
+        assert_eq!(parse_bytes("64KiB"), Ok(65536));
+        assert_eq!(parse_bytes("32M"), Ok(32 << 20));
+        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
+        for bad in [
+            "",
+            "K",
+            "0",
+            "0K",
+            "-1",
+            "1.5M",
+            "12T",
+            "lots",
+            "99999999999G",
+        ] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
     fn defaults_match_the_documentation() {
         let config = Config::parse_from(["echo-reactor"]);
         assert_eq!(config.listen, "127.0.0.1:7007".parse().unwrap());
         assert_eq!(config.max_buffer, 65536);
+        assert_eq!(config.max_memory, 256 << 20);
         assert_eq!(config.backlog, 4096);
         assert_eq!(config.max_connections, 10000);
         assert_eq!(config.idle_timeout, Duration::from_secs(300));

@@ -17,8 +17,9 @@ use crate::stats::Stats;
 /// Most reads one connection may make in one turn of the loop. Its share
 /// of a turn is also bounded in bytes, by the size of the shared read
 /// buffer (`Shared::buf`): one buffer's worth, then the others get their
-/// turn. This bound only matters for reads cut short by a FIN or urgent
-/// data.
+/// turn. The count matters when reads come back short yet the socket is
+/// not drained (a FIN or urgent data), or when `--max-buffer` leaves room
+/// for less than a buffer.
 pub const READS_PER_TURN: u32 = 16;
 
 /// How long a closing connection may keep sending before we close anyway.
@@ -53,6 +54,9 @@ pub enum CloseReason {
 pub enum Next {
     /// Nothing until the next readiness event.
     Wait,
+    /// Input is waiting, but the memory budget across connections is spent:
+    /// come back when it frees (or on the next event).
+    WaitForMemory,
     /// Work is left but this turn's share is spent: come back next turn.
     Yield,
     /// Close the socket now.
@@ -71,6 +75,9 @@ pub struct Shared {
     pub now: Instant,
     /// `--max-buffer`.
     pub max_buffer: usize,
+    /// `--max-memory`: the most memory held for pending echo across all
+    /// connections.
+    pub max_memory: u64,
     /// One fault can fail thousands of connections at once.
     pub warnings: WarnLimiter,
 }
@@ -101,8 +108,9 @@ pub struct Connection {
     /// `WouldBlock`. (The byte itself stays in the stream: the listener sets
     /// SO_OOBINLINE.)
     urgent: bool,
-    /// Reading stopped because `pending` reached the limit; set once per
-    /// pause so the stats count pauses, not turns.
+    /// Reading stopped because `pending` reached `--max-buffer`, or the
+    /// budget across connections is spent; set once per pause so the stats
+    /// count pauses, not turns.
     backpressured: bool,
     /// When bytes last moved either way: what the idle timeout measures.
     last_active: Instant,
@@ -111,6 +119,9 @@ pub struct Connection {
     /// The reactor's run queue holds this connection: it is in it at most
     /// once.
     pub queued: bool,
+    /// The reactor's list of connections waiting for the memory budget
+    /// holds it: at most once too.
+    pub awaiting_memory: bool,
 }
 
 impl Connection {
@@ -132,6 +143,7 @@ impl Connection {
             last_active: now,
             linger_until: None,
             queued: false,
+            awaiting_memory: false,
         }
     }
 
@@ -148,6 +160,11 @@ impl Connection {
             Some(until) => Some((until, Kind::Linger)),
             None => idle_timeout.map(|timeout| (self.last_active + timeout, Kind::Idle)),
         }
+    }
+
+    /// Memory held for echo owed to the socket.
+    pub fn pending_footprint(&self) -> usize {
+        self.pending.footprint()
     }
 
     /// Write side shut, discarding input until `deadline`.
@@ -179,7 +196,8 @@ impl Connection {
             )
     }
 
-    /// Treats the input as waiting, as if an event had said so.
+    /// Treats the input as waiting, as if an event had said so, and as
+    /// activity: it arrived before the idle deadline.
     pub fn note_input_waiting(&mut self, now: Instant) {
         self.readable = true;
         self.last_active = now;
@@ -195,15 +213,16 @@ impl Connection {
         }
     }
 
-    /// The drain's deadline passed: echo nothing more, flush what is owed,
-    /// shut the write side and linger.
-    pub fn end_input(&mut self, shared: &mut Shared) -> Next {
-        if self.phase == Phase::Open {
-            if let Err(err) = self.stop_echoing(shared) {
-                return self.fail(shared, &err);
-            }
+    /// The drain's deadline passed: echo nothing more. The next `advance`
+    /// flushes what is owed, shuts the write side and lingers. `Some` when
+    /// the connection failed and must close.
+    pub fn end_input(&mut self, shared: &mut Shared) -> Option<Next> {
+        if self.phase != Phase::Open {
+            return None;
         }
-        self.advance(shared)
+        self.stop_echoing(shared)
+            .err()
+            .map(|err| self.fail(shared, &err))
     }
 
     /// Does whatever the socket allows now: flush pending echo, read and
@@ -212,10 +231,12 @@ impl Connection {
         if self.phase == Phase::Lingering {
             return self.discard_input(shared);
         }
+        let before = self.pending.footprint();
         match self.pending.flush(&mut self.stream) {
             Ok(written) => self.note_written(written, &mut shared.stats, shared.now),
             Err(err) => return self.fail(shared, &err),
         }
+        shared.stats.note_pending(before, self.pending.footprint());
         if self.phase == Phase::Open {
             if let Some(next) = self.read_and_echo(shared) {
                 return next;
@@ -234,15 +255,28 @@ impl Connection {
         let mut share_left = shared.buf.len();
         while self.readable && self.phase == Phase::Open {
             let room = shared.max_buffer.saturating_sub(self.pending.len());
-            if room == 0 {
+            // Echo read now would wait in memory behind what the socket
+            // refused, and the budget across connections is spent.
+            let over_budget =
+                !self.pending.is_empty() && shared.stats.pending_bytes >= shared.max_memory;
+            if room == 0 || over_budget {
                 // The client is not reading its echo: leave its input in the
                 // kernel so TCP flow control slows it down. The writable edge
-                // that comes when it drains resumes reading.
+                // that comes when it drains resumes reading. (A connection
+                // whose echo goes straight into its socket reads on.)
                 if !self.backpressured {
                     self.backpressured = true;
-                    shared.stats.backpressure_pauses += 1;
+                    match room {
+                        0 => shared.stats.backpressure_pauses += 1,
+                        _ => shared.stats.memory_pauses += 1,
+                    }
                 }
-                return Some(Next::Wait);
+                // Its own socket draining wakes it (a writable edge), or,
+                // for the budget, other connections giving memory back.
+                return Some(match room {
+                    0 => Next::Wait,
+                    _ => Next::WaitForMemory,
+                });
             }
             self.backpressured = false;
             if reads_left == 0 || share_left == 0 {
@@ -271,7 +305,13 @@ impl Connection {
                         }
                         None => (&b""[..], data, false),
                     };
-                    if let Err(err) = self.send(released, echo, &mut shared.stats, shared.now) {
+                    if let Err(err) = self.send(
+                        released,
+                        echo,
+                        shared.max_buffer,
+                        &mut shared.stats,
+                        shared.now,
+                    ) {
                         return Some(self.fail(shared, &err));
                     }
                     if quit {
@@ -294,7 +334,7 @@ impl Connection {
     fn stop_echoing(&mut self, shared: &mut Shared) -> io::Result<()> {
         self.phase = Phase::Flushing;
         let held = self.quit.as_mut().map_or(&b""[..], QuitFilter::finish);
-        self.send(held, b"", &mut shared.stats, shared.now)
+        self.send(held, b"", shared.max_buffer, &mut shared.stats, shared.now)
     }
 
     /// All echo is out and no more will be echoed.
@@ -354,11 +394,14 @@ impl Connection {
         &mut self,
         first: &[u8],
         second: &[u8],
+        limit: usize,
         stats: &mut Stats,
         now: Instant,
     ) -> io::Result<()> {
-        let written = self.pending.send(&mut self.stream, first, second)?;
+        let before = self.pending.footprint();
+        let written = self.pending.send(&mut self.stream, first, second, limit)?;
         self.note_written(written, stats, now);
+        stats.note_pending(before, self.pending.footprint());
         Ok(())
     }
 

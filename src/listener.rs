@@ -28,7 +28,12 @@ pub fn open(config: &Config) -> io::Result<std::net::TcpListener> {
                     "the socket passed in LISTEN_FDS is not listening",
                 ));
             }
-            info!("serving the listening socket passed in LISTEN_FDS");
+            info!(
+                "serving the listening socket passed in LISTEN_FDS ({}) instead of \
+                 --listen {}: --listen, --backlog and --reuse-port are ignored",
+                listener.local_addr()?,
+                config.listen
+            );
             listener
         }
         None => bind(config)

@@ -29,11 +29,15 @@ use std::time::{Duration, Instant};
 
 use env_logger::WriteStyle;
 
+mod requested;
+pub use requested::{flush_at_exit, log_requested};
+
 /// Installs env_logger writing to a [`LineSink`] on stderr; logs at debug
-/// level how stderr is written (and if not without waiting, why).
+/// level how stderr is written (and if not without waiting, why). Lines an
+/// operator asked for go to the same sink unfiltered ([`log_requested`]).
 pub fn init() {
     let (stderr, terminal, how) = open_stderr();
-    let sink = LineSink::new(stderr);
+    let sink = requested::shared(LineSink::new(stderr), write_style(terminal));
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .write_style(write_style(terminal))
         .target(env_logger::Target::Pipe(Box::new(sink)))
@@ -158,6 +162,9 @@ pub struct LineSink<W> {
     dropped: u64,
     /// Why the last write failed, for the notice.
     cause: Option<io::Error>,
+    /// Until then a full stream is waited for instead of dropped: set once
+    /// the loop is over (`flush_at_exit`), when waiting blocks nobody.
+    patience: Option<Instant>,
 }
 
 impl<W: TryWrite> LineSink<W> {
@@ -168,7 +175,15 @@ impl<W: TryWrite> LineSink<W> {
             owed: Vec::new(),
             dropped: 0,
             cause: None,
+            patience: None,
         }
+    }
+
+    /// From now on, waits for a full stream until `deadline`, and writes
+    /// what is owed and the notice of dropped lines.
+    pub fn wait_until(&mut self, deadline: Instant) {
+        self.patience = Some(deadline);
+        let _ = self.pay_owed() && self.report_dropped();
     }
 
     /// Lines dropped since the last notice.
@@ -262,6 +277,12 @@ impl<W: TryWrite> LineSink<W> {
                         self.cause = Some(err);
                         break;
                     }
+                }
+                Err(err)
+                    if err.kind() == io::ErrorKind::WouldBlock
+                        && self.patience.is_some_and(|until| Instant::now() < until) =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
                 }
                 Err(err) => {
                     self.cause = Some(err);

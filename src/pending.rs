@@ -22,21 +22,28 @@ impl PendingEcho {
         self.len() == 0
     }
 
+    /// Memory held for it: what a budget across connections must count.
+    pub fn footprint(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     /// Sends `first` then `second` (the quit rule's released bytes and the
-    /// echo) to `socket`, keeping whatever it does not take now. Returns how
-    /// many bytes it took.
+    /// echo) to `socket`, keeping whatever it does not take now, in at most
+    /// `limit` bytes of memory unless it needs more. Returns how many bytes
+    /// the socket took.
     pub fn send(
         &mut self,
         socket: &mut impl Write,
         first: &[u8],
         second: &[u8],
+        limit: usize,
     ) -> io::Result<usize> {
         if first.is_empty() && second.is_empty() {
             return Ok(0);
         }
         if !self.is_empty() {
             // The socket is full (or this would overtake queued bytes).
-            self.queue(first, second);
+            self.queue(first, second, limit);
             return Ok(0);
         }
         let written = loop {
@@ -60,7 +67,7 @@ impl PendingEcho {
         } else {
             (&b""[..], &second[written - first.len()..])
         };
-        self.queue(first, second);
+        self.queue(first, second, limit);
         Ok(written)
     }
 
@@ -92,7 +99,7 @@ impl PendingEcho {
         Ok(written)
     }
 
-    fn queue(&mut self, first: &[u8], second: &[u8]) {
+    fn queue(&mut self, first: &[u8], second: &[u8], limit: usize) {
         if first.is_empty() && second.is_empty() {
             return;
         }
@@ -100,6 +107,13 @@ impl PendingEcho {
             // Reclaim the written prefix so the buffer stays within bounds.
             self.bytes.drain(..self.sent);
             self.sent = 0;
+        }
+        let needed = self.bytes.len() + first.len() + second.len();
+        if needed > self.bytes.capacity() {
+            // Double, as a Vec would, but not past `limit`: the memory held
+            // is what the budget counts.
+            let grown = (self.bytes.capacity() * 2).min(limit).max(needed);
+            self.bytes.reserve_exact(grown - self.bytes.len());
         }
         self.bytes.extend_from_slice(first);
         self.bytes.extend_from_slice(second);
@@ -141,10 +155,10 @@ mod tests {
         };
         let mut pending = PendingEcho::default();
         // (This socket's vectored write takes the first slice only.)
-        assert_eq!(pending.send(&mut socket, b"ab", b"cdef").unwrap(), 2);
+        assert_eq!(pending.send(&mut socket, b"ab", b"cdef", 64).unwrap(), 2);
         assert_eq!(pending.len(), 4);
         // Later echo queues behind, never overtakes.
-        assert_eq!(pending.send(&mut socket, b"", b"gh").unwrap(), 0);
+        assert_eq!(pending.send(&mut socket, b"", b"gh", 64).unwrap(), 0);
         socket.room = 5;
         assert_eq!(pending.flush(&mut socket).unwrap(), 5);
         assert_eq!(pending.len(), 1);
@@ -162,8 +176,32 @@ mod tests {
             ..Socket::default()
         };
         let mut pending = PendingEcho::default();
-        assert_eq!(pending.send(&mut socket, b"", b"hello").unwrap(), 5);
+        assert_eq!(pending.send(&mut socket, b"", b"hello", 64).unwrap(), 5);
         assert!(pending.is_empty());
         assert_eq!(pending.bytes.capacity(), 0);
+    }
+
+    #[test]
+    fn the_memory_held_grows_by_doubling_but_not_past_the_limit() {
+        let mut socket = Socket::default();
+        let mut pending = PendingEcho::default();
+        for _ in 0..5 {
+            pending.send(&mut socket, b"", &[0; 1000], 4096).unwrap();
+        }
+        assert_eq!(pending.len(), 5000);
+        assert_eq!(
+            pending.footprint(),
+            5000,
+            "past the limit: only what it needs"
+        );
+        let mut pending = PendingEcho::default();
+        for _ in 0..3 {
+            pending.send(&mut socket, b"", &[0; 1000], 4096).unwrap();
+        }
+        assert_eq!(
+            pending.footprint(),
+            4000,
+            "doubled from 2000, capped at 4096"
+        );
     }
 }

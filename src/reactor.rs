@@ -19,12 +19,14 @@
 //!    work left. Whoever uses its share now is queued for the *next* turn:
 //!    between two polls no connection reads more than its share.
 //! 6. **act on due timers** after the events, so that input which came with
-//!    a deadline counts before an idle close.
+//!    a deadline counts before an idle close; then wake connections waiting
+//!    for the memory budget if this turn freed some (served next turn).
 //! 7. **accept** a batch last: keys freed by this turn's closes are reused
 //!    only now, after every event that could name them.
 //! 8. **shutdown**: past the drain deadline, close what is left; exit when
 //!    nothing is left or the closing stage ends.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -43,7 +45,7 @@ use crate::connection::{CloseReason, Connection, Next, Shared, LINGER};
 use crate::deadlines::{Deadlines, Kind};
 use crate::listener::{self, context};
 use crate::logging::WarnLimiter;
-use crate::run_queue::RunQueue;
+use crate::run_queue::{ConnRef, RunQueue};
 use crate::shutdown::{Mode, Request, Shutdown};
 use crate::stats::Stats;
 
@@ -66,6 +68,11 @@ pub struct Reactor {
     acceptor: Acceptor,
     connections: Slab<Connection>,
     run_queue: RunQueue,
+    /// Connections that stopped reading because the memory budget was
+    /// spent, oldest first; each is in it at most once
+    /// (`Connection::awaiting_memory`). No event of theirs says when the
+    /// budget frees, so the loop wakes them.
+    memory_waiters: VecDeque<ConnRef>,
     deadlines: Deadlines,
     idle_timeout: Option<Duration>,
     shutdown: Shutdown,
@@ -107,6 +114,7 @@ impl Reactor {
             acceptor: Acceptor::new(listener, config.accept_batch, max_connections),
             connections: Slab::new(),
             run_queue: RunQueue::default(),
+            memory_waiters: VecDeque::new(),
             deadlines: Deadlines::new(idle_timeout, LINGER, now),
             idle_timeout,
             shutdown: Shutdown::new(config.shutdown_timeout, LINGER),
@@ -115,6 +123,7 @@ impl Reactor {
                 stats: Stats::default(),
                 now,
                 max_buffer: config.max_buffer as usize,
+                max_memory: config.max_memory,
                 // Per-connection warnings, limited together.
                 warnings: WarnLimiter::default(),
             },
@@ -128,7 +137,8 @@ impl Reactor {
         self.local_addr
     }
 
-    /// Serves until a signal ends it; returns the final counters.
+    /// Serves until a signal ends it; returns the final counters (the
+    /// caller logs them: the loop no longer runs, so the log may wait).
     pub fn run(mut self) -> io::Result<Stats> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
@@ -175,6 +185,7 @@ impl Reactor {
         }
         self.serve_run_queue();
         self.fire_due_timers(now);
+        self.wake_memory_waiters();
         self.accept(now, false);
         self.poll_shutdown(now)
     }
@@ -232,11 +243,15 @@ impl Reactor {
         match next {
             Next::Close(reason) => return self.close(key, reason),
             Next::Yield => self.run_queue.push(key, connection),
-            Next::Wait => {}
+            Next::WaitForMemory if !connection.awaiting_memory => {
+                connection.awaiting_memory = true;
+                self.memory_waiters.push_back((key, connection.id));
+            }
+            Next::Wait | Next::WaitForMemory => {}
         }
         // Lingering began: its deadline replaces the idle one. Checked from
         // the phase, since the turn lingering began may end in a yield.
-        if connection.is_lingering() && !self.deadlines.has_timer(key, Some(Kind::Linger)) {
+        if connection.is_lingering() {
             let deadline = connection.deadline(self.idle_timeout);
             self.deadlines.set(key, deadline);
         }
@@ -246,6 +261,9 @@ impl Reactor {
         // Dropping the stream closes it, which also takes it out of epoll.
         let connection = self.connections.remove(key);
         self.deadlines.cancel(key);
+        self.shared
+            .stats
+            .note_pending(connection.pending_footprint(), 0);
         self.shared.stats.record_close(reason);
         debug!("connection {} closed ({reason:?})", connection.id);
     }
@@ -266,10 +284,11 @@ impl Reactor {
                 }
                 Some((_, Kind::Idle)) if connection.input_waiting() => {
                     // Its event is still queued in the kernel (a stall
-                    // left more than one poll's worth): serve it, not close.
+                    // left more than one poll's worth): serve it next turn,
+                    // do not close it.
                     connection.note_input_waiting(now);
-                    self.after_serving(key, Next::Yield);
-                    let deadline = self.connections[key].deadline(self.idle_timeout);
+                    let deadline = connection.deadline(self.idle_timeout);
+                    self.run_queue.push(key, connection);
                     self.deadlines.set(key, deadline);
                 }
                 Some((_, Kind::Idle)) => {
@@ -278,6 +297,26 @@ impl Reactor {
                 }
                 None => {}
             }
+        }
+    }
+
+    /// Step 6 too: once the budget frees, queues as many connections waiting
+    /// for it as the room could serve a share each, oldest first, for the
+    /// next turn.
+    fn wake_memory_waiters(&mut self) {
+        let budget = self.shared.max_memory;
+        let mut room = budget.saturating_sub(self.shared.stats.pending_bytes);
+        let share = self.shared.buf.len() as u64;
+        while room > 0 {
+            let Some((key, id)) = self.memory_waiters.pop_front() else {
+                break;
+            };
+            let Some(connection) = self.connections.get_mut(key).filter(|c| c.id == id) else {
+                continue;
+            };
+            connection.awaiting_memory = false;
+            self.run_queue.push(key, connection);
+            room = room.saturating_sub(share);
         }
     }
 
@@ -334,10 +373,15 @@ impl Reactor {
                 "shutdown timeout: closing {} that did not finish",
                 crate::connections(self.connections.len())
             );
+            // Each is served next turn, in step 5, like any queued
+            // connection: none gets a second share in this turn.
             let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
             for key in keys {
-                let next = self.connections[key].end_input(&mut self.shared);
-                self.after_serving(key, next);
+                let connection = &mut self.connections[key];
+                match connection.end_input(&mut self.shared) {
+                    Some(next) => self.after_serving(key, next),
+                    None => self.run_queue.push(key, connection),
+                }
             }
         }
         match self.shutdown.mode() {
@@ -372,7 +416,7 @@ impl Reactor {
         let mut exit_now = false;
         for signal in pending {
             if signal == SIGUSR1 {
-                info!("stats: {}", self.stats());
+                crate::info_requested!("stats: {}", self.stats());
                 continue;
             }
             match self.shutdown.request(now) {
@@ -394,9 +438,7 @@ impl Reactor {
         info!(
             "shutting down: draining {} (at most {}s)",
             crate::connections(self.connections.len()),
-            self.shutdown
-                .deadline()
-                .map_or(0.0, |until| until.duration_since(now).as_secs_f64())
+            self.shutdown.drain_timeout().as_secs_f64()
         );
         for (_, connection) in self.connections.iter_mut() {
             connection.begin_shutdown();
@@ -411,15 +453,19 @@ impl Reactor {
         }
     }
 
-    /// Closes what is left and reports the totals.
+    /// Closes what is left and returns the totals.
     fn finish(&mut self) -> Stats {
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
-            self.close(key, CloseReason::Shutdown);
+            // One that was lingering had already ended for its own reason.
+            let connection = &self.connections[key];
+            let reason = match connection.is_lingering() {
+                true => connection.close_reason(),
+                false => CloseReason::Shutdown,
+            };
+            self.close(key, reason);
         }
-        let stats = self.stats();
-        info!("final stats: {stats}");
-        stats
+        self.stats()
     }
 }
 

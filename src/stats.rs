@@ -29,9 +29,22 @@ pub struct Stats {
     pub accept_pauses_limit: u64,
     /// Times a connection's echo buffer filled and reading from it stopped.
     pub backpressure_pauses: u64,
+    /// Memory held for pending echo across all connections (what
+    /// `--max-memory` bounds), now and at most.
+    pub pending_bytes: u64,
+    pub pending_peak: u64,
+    /// Times reading from a connection stopped because the memory budget
+    /// (`--max-memory`) was spent.
+    pub memory_pauses: u64,
 }
 
 impl Stats {
+    /// A connection's pending echo went from `before` to `after` bytes.
+    pub fn note_pending(&mut self, before: usize, after: usize) {
+        self.pending_bytes = self.pending_bytes + after as u64 - before as u64;
+        self.pending_peak = self.pending_peak.max(self.pending_bytes);
+    }
+
     pub fn record_close(&mut self, reason: CloseReason) {
         *match reason {
             CloseReason::Client => &mut self.closed_client,
@@ -50,7 +63,8 @@ impl fmt::Display for Stats {
             f,
             "accepted={} active={} closed_client={} closed_quit={} closed_idle={} \
              closed_error={} closed_shutdown={} bytes_in={} bytes_out={} accept_batches={} \
-             largest_batch={} accept_pauses_fd={} accept_pauses_limit={} backpressure_pauses={}",
+             largest_batch={} accept_pauses_fd={} accept_pauses_limit={} backpressure_pauses={} \
+             pending_bytes={} pending_peak={} memory_pauses={}",
             self.accepted,
             self.active,
             self.closed_client,
@@ -65,6 +79,9 @@ impl fmt::Display for Stats {
             self.accept_pauses_fd,
             self.accept_pauses_limit,
             self.backpressure_pauses,
+            self.pending_bytes,
+            self.pending_peak,
+            self.memory_pauses,
         )
     }
 }

@@ -45,6 +45,7 @@ impl Pair {
                 stats: Stats::default(),
                 now: Instant::now(),
                 max_buffer: 1 << 20,
+                max_memory: 1 << 30,
                 warnings: WarnLimiter::default(),
             },
         }
@@ -61,9 +62,13 @@ impl Pair {
         self.event(true, false, false)
     }
 
+    /// The drain's deadline, then the next turn's serve.
     fn end_input(&mut self) -> Next {
         self.shared.now = Instant::now();
-        self.connection.end_input(&mut self.shared)
+        if let Some(next) = self.connection.end_input(&mut self.shared) {
+            return next;
+        }
+        self.connection.advance(&mut self.shared)
     }
 
     fn read_exactly(&mut self, n: usize) -> Vec<u8> {

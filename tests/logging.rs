@@ -178,8 +178,14 @@ impl Server {
     /// With `RUST_LOG=debug` and stderr as the test sets it up; stdout is
     /// read for the `listening on` line.
     fn debug(stderr: Stdio) -> Server {
+        Server::debug_with(stderr, &[])
+    }
+
+    /// `debug` with more flags.
+    fn debug_with(stderr: Stdio, args: &[&str]) -> Server {
         let mut cmd = Command::new(BIN);
         cmd.args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "debug")
             .env_remove("RUST_LOG_STYLE")
             .env_remove("CLICOLOR_FORCE")
@@ -450,4 +456,47 @@ fn read_normally_the_default_log_is_unchanged() {
     let unexpected = [" DEBUG ", " dropped: ", "listening on"];
     assert!(!unexpected.iter().any(|u| text.contains(u)), "{text}");
     assert_eq!(server.final_stats()["accepted"], 1, "{text}");
+}
+
+/// At exit the loop no longer runs, so the log may wait for stderr: the
+/// `final stats:` line and the notice of what was dropped come out even when
+/// stderr was full, as soon as somebody reads it (here: slowly).
+#[test]
+fn final_stats_survive_a_full_stderr_at_exit() {
+    rlimit::increase_nofile_limit(4096).unwrap();
+    let mut server = Server::debug_with(Stdio::piped(), &["--shutdown-timeout", "0"]);
+    let mut stderr = server.child.stderr.take().unwrap();
+    // Each logs a line when it opens and another when the shutdown closes
+    // it, all at once at exit: far more than the pipe holds.
+    let held: Vec<_> = (0..1500).map(|_| connect(server.addr)).collect();
+    send_signal(server.pid, "TERM");
+    // A slow reader, from the signal on: 4 KiB every 2 ms (the pace is the
+    // scenario).
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let mut buf = [0; 4096];
+        loop {
+            match stderr.read(&mut buf) {
+                Ok(0) | Err(_) => return String::from_utf8_lossy(&text).into_owned(),
+                Ok(n) => text.extend_from_slice(&buf[..n]),
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let mut status = None;
+    let exited = wait_until(IO_TIMEOUT, Duration::from_millis(5), || {
+        status = server.child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(exited && status.unwrap().success(), "exit {status:?}");
+    drop(held);
+    let log = reader.join().unwrap();
+    let lines: Vec<String> = log.lines().map(str::to_string).collect();
+    assert_whole_lines(&lines);
+    let last = lines.last().map(String::as_str).unwrap_or_default();
+    assert!(is_final_stats_line(last), "last line: {last:?}");
+    assert!(
+        lines.iter().any(|l| notice_count(l).is_some()),
+        "no notice of the dropped lines"
+    );
 }

@@ -106,7 +106,9 @@ fn backpressure_pause_is_counted() {
     let written = write_until_full(&mut client, &data, Duration::from_millis(300));
     // The client stalled; the server, reading a share per turn, may still
     // be catching up before its echo buffer fills.
-    server.stats_until(Duration::from_secs(10), |s| s.get("backpressure_pauses") >= 1);
+    server.stats_until(Duration::from_secs(10), |s| {
+        s.get("backpressure_pauses") >= 1
+    });
     // Reading resumes the flow: every byte comes back.
     let mut echo = vec![0; written];
     client.read_exact(&mut echo).unwrap();

@@ -83,3 +83,29 @@ fn lingering_that_begins_in_a_yielding_turn_is_still_timed() {
         "lingering with no deadline: only the client could end it"
     );
 }
+
+#[test]
+fn the_drain_deadline_gives_no_second_share_in_a_turn() {
+    let mut config = Config::with_listen("127.0.0.1:0".parse().unwrap());
+    config.shutdown_timeout = Duration::ZERO;
+    let mut reactor = Reactor::bind_with_signals(&config, &[]).unwrap();
+    reactor.shared.buf = vec![0; 1024];
+    let mut events = Events::with_capacity(EVENTS_PER_POLL);
+    let mut client = std::net::TcpStream::connect(reactor.local_addr()).unwrap();
+    turn(&mut reactor, &mut events);
+    client.write_all(&[b'x'; 64 << 10]).unwrap();
+    // A stop signal whose drain ends in the same turn as the event.
+    let now = Instant::now();
+    assert_eq!(reactor.shutdown.request(now), Request::Drain);
+    reactor.begin_shutdown(now);
+    let before = reactor.shared.stats.bytes_in;
+    reactor
+        .poll
+        .poll(&mut events, Some(Duration::ZERO))
+        .expect("poll");
+    reactor.shared.now = Instant::now();
+    assert!(reactor.turn(&events).is_none());
+    let read = reactor.shared.stats.bytes_in - before;
+    assert!(read <= 1024, "{read} bytes read in one turn, share 1024");
+    assert_eq!(reactor.run_queue.len(), 1, "served again next turn");
+}

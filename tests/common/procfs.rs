@@ -10,7 +10,7 @@ use super::IO_TIMEOUT;
 
 // The benchmark binary is the home of the readers: tests depend on the
 // project's sources, never the other way round.
-#[path = "../../src/bin/echo_bench/procfs.rs"]
+#[path = "../../src/bin/echo-bench/procfs.rs"]
 mod readers;
 
 /// Waits until the server process has read everything this client sent:

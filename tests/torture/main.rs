@@ -18,6 +18,7 @@ mod concurrency_limit;
 mod fd_exhaustion;
 mod hostile_input;
 mod idle_half_open;
+mod memory_budget;
 mod random_chunking;
 mod reset_storm;
 mod signals;
