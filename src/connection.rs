@@ -113,9 +113,9 @@ pub struct Connection {
     /// count pauses, not turns.
     backpressured: bool,
     /// When bytes last moved either way: what the idle timeout measures.
+    /// Once lingering (when nothing is sent and input is dropped), when
+    /// lingering began: one field for both keeps an idle connection small.
     last_active: Instant,
-    /// When lingering ends, once it has begun.
-    linger_until: Option<Instant>,
     /// The reactor's run queue holds this connection: it is in it at most
     /// once.
     pub queued: bool,
@@ -141,7 +141,6 @@ impl Connection {
             urgent: false,
             backpressured: false,
             last_active: now,
-            linger_until: None,
             queued: false,
             awaiting_memory: false,
         }
@@ -156,9 +155,9 @@ impl Connection {
     /// `idle_timeout` (if there is one). Lingering is bounded by `LINGER`
     /// alone: an idle close there would only count it wrongly.
     pub fn deadline(&self, idle_timeout: Option<Duration>) -> Option<(Instant, Kind)> {
-        match self.linger_until {
-            Some(until) => Some((until, Kind::Linger)),
-            None => idle_timeout.map(|timeout| (self.last_active + timeout, Kind::Idle)),
+        match self.phase {
+            Phase::Lingering => Some((self.last_active + LINGER, Kind::Linger)),
+            _ => idle_timeout.map(|timeout| (self.last_active + timeout, Kind::Idle)),
         }
     }
 
@@ -355,7 +354,7 @@ impl Connection {
             Err(err) => return self.fail(shared, &err),
         }
         self.phase = Phase::Lingering;
-        self.linger_until = Some(shared.now + LINGER);
+        self.last_active = shared.now;
         self.discard_input(shared)
     }
 
