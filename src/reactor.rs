@@ -26,7 +26,6 @@
 //! 8. **shutdown**: past the drain deadline, close what is left; exit when
 //!    nothing is left or the closing stage ends.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -45,7 +44,7 @@ use crate::connection::{CloseReason, Connection, Next, Shared, LINGER};
 use crate::deadlines::{Deadlines, Kind};
 use crate::listener::{self, context};
 use crate::logging::WarnLimiter;
-use crate::run_queue::{ConnRef, RunQueue};
+use crate::run_queue::{MemoryWaiters, RunQueue};
 use crate::shutdown::{Mode, Request, Shutdown};
 use crate::stats::Stats;
 
@@ -68,11 +67,7 @@ pub struct Reactor {
     acceptor: Acceptor,
     connections: Slab<Connection>,
     run_queue: RunQueue,
-    /// Connections that stopped reading because the memory budget was
-    /// spent, oldest first; each is in it at most once
-    /// (`Connection::awaiting_memory`). No event of theirs says when the
-    /// budget frees, so the loop wakes them.
-    memory_waiters: VecDeque<ConnRef>,
+    memory_waiters: MemoryWaiters,
     deadlines: Deadlines,
     idle_timeout: Option<Duration>,
     shutdown: Shutdown,
@@ -114,7 +109,7 @@ impl Reactor {
             acceptor: Acceptor::new(listener, config.accept_batch, max_connections),
             connections: Slab::new(),
             run_queue: RunQueue::default(),
-            memory_waiters: VecDeque::new(),
+            memory_waiters: MemoryWaiters::default(),
             deadlines: Deadlines::new(idle_timeout, LINGER, now),
             idle_timeout,
             shutdown: Shutdown::new(config.shutdown_timeout, LINGER),
@@ -243,11 +238,8 @@ impl Reactor {
         match next {
             Next::Close(reason) => return self.close(key, reason),
             Next::Yield => self.run_queue.push(key, connection),
-            Next::WaitForMemory if !connection.awaiting_memory => {
-                connection.awaiting_memory = true;
-                self.memory_waiters.push_back((key, connection.id));
-            }
-            Next::Wait | Next::WaitForMemory => {}
+            Next::WaitForMemory => self.memory_waiters.push(key, connection),
+            Next::Wait => {}
         }
         // Lingering began: its deadline replaces the idle one. Checked from
         // the phase, since the turn lingering began may end in a yield.
@@ -308,7 +300,7 @@ impl Reactor {
         let mut room = budget.saturating_sub(self.shared.stats.pending_bytes);
         let share = self.shared.buf.len() as u64;
         while room > 0 {
-            let Some((key, id)) = self.memory_waiters.pop_front() else {
+            let Some((key, id)) = self.memory_waiters.pop() else {
                 break;
             };
             let Some(connection) = self.connections.get_mut(key).filter(|c| c.id == id) else {

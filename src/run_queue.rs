@@ -1,10 +1,13 @@
 //! Connections that used their share of a turn with work left: served next
 //! turn without waiting for an event (edge-triggered polling will not
-//! report input that is already there again).
+//! report input that is already there again). And those that stopped
+//! reading for the memory budget, waiting for it to free.
 //!
 //! A connection is in the queue at most once (its `queued` flag), and what
 //! is queued during a turn is served in the next one, never the same: so no
 //! connection gets more than one share between two polls.
+
+use std::collections::VecDeque;
 
 use crate::connection::Connection;
 
@@ -55,5 +58,27 @@ impl RunQueue {
     /// poll may block.
     pub fn is_empty(&self) -> bool {
         self.next.is_empty()
+    }
+}
+
+/// Connections that stopped reading because the memory budget was spent,
+/// oldest first. No event of theirs says when the budget frees, so the loop
+/// wakes them. Each is in it at most once (`Connection::awaiting_memory`).
+#[derive(Debug, Default)]
+pub struct MemoryWaiters {
+    waiting: VecDeque<ConnRef>,
+}
+
+impl MemoryWaiters {
+    pub fn push(&mut self, key: usize, connection: &mut Connection) {
+        if !connection.awaiting_memory {
+            connection.awaiting_memory = true;
+            self.waiting.push_back((key, connection.id));
+        }
+    }
+
+    /// The oldest waiter, which may have closed since (check its id).
+    pub fn pop(&mut self) -> Option<ConnRef> {
+        self.waiting.pop_front()
     }
 }
