@@ -156,7 +156,7 @@ pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
 }
 
 /// Every field the contract lists, in order.
-pub const STATS_FIELDS: [&str; 14] = [
+pub const STATS_FIELDS: [&str; 17] = [
     "accepted",
     "active",
     "closed_client",
@@ -171,6 +171,9 @@ pub const STATS_FIELDS: [&str; 14] = [
     "accept_pauses_fd",
     "accept_pauses_limit",
     "backpressure_pauses",
+    "pending_bytes",
+    "pending_peak",
+    "memory_pauses",
 ];
 
 /// The `key=value` fields of a `stats:` or `final stats:` line; `stats.get(
