@@ -230,12 +230,14 @@ impl Connection {
         if self.phase == Phase::Lingering {
             return self.discard_input(shared);
         }
-        let before = self.pending.footprint();
-        match self.pending.flush(&mut self.stream) {
-            Ok(written) => self.note_written(written, &mut shared.stats, shared.now),
-            Err(err) => return self.fail(shared, &err),
+        if !self.pending.is_empty() {
+            let before = self.pending.footprint();
+            match self.pending.flush(&mut self.stream) {
+                Ok(written) => self.note_written(written, &mut shared.stats, shared.now),
+                Err(err) => return self.fail(shared, &err),
+            }
+            shared.stats.note_pending(before, self.pending.footprint());
         }
-        shared.stats.note_pending(before, self.pending.footprint());
         if self.phase == Phase::Open {
             if let Some(next) = self.read_and_echo(shared) {
                 return next;
@@ -400,7 +402,10 @@ impl Connection {
         let before = self.pending.footprint();
         let written = self.pending.send(&mut self.stream, first, second, limit)?;
         self.note_written(written, stats, now);
-        stats.note_pending(before, self.pending.footprint());
+        let after = self.pending.footprint();
+        if after != before {
+            stats.note_pending(before, after);
+        }
         Ok(())
     }
 

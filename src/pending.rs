@@ -62,12 +62,14 @@ impl PendingEcho {
         };
         // A short write means the socket buffer is full; retrying now would
         // only return WouldBlock.
-        let (first, second) = if written < first.len() {
-            (&first[written..], second)
-        } else {
-            (&b""[..], &second[written - first.len()..])
-        };
-        self.queue(first, second, limit);
+        if written < first.len() + second.len() {
+            let (first, second) = if written < first.len() {
+                (&first[written..], second)
+            } else {
+                (&b""[..], &second[written - first.len()..])
+            };
+            self.queue(first, second, limit);
+        }
         Ok(written)
     }
 
