@@ -109,7 +109,7 @@ uninstall:
 # Benchmarks: echo-reactor side by side with tokio current_thread, a
 # thread-per-connection server and a C epoll echo (if cc exists), each run in
 # a network namespace of its own when we may make one. `bench` is the full
-# run (~15 min): a markdown table, met/missed per target, instructions per
+# run (10 to 20 min): a markdown table, met/missed per target, instructions per
 # request under callgrind (valgrind is installed if we can), results.json and
 # results.svg in BENCH_OUT. `bench-quick` takes seconds and judges nothing
 # (CI). docs/benchmarks.md says what each number means. BENCH_ARGS passes

@@ -159,7 +159,7 @@ pub fn draw(path: &Path, bars: &[Bar], loads: &[String], bursts: &[usize]) -> Re
         * 2.0;
     let mut c = ChartBuilder::on(&fair)
         .caption(
-            "Probe p99 echo ms beside bulk (lower is better, log)",
+            "Fairness: probe p99 echo ms (lower is better, log)",
             ("sans-serif", 18),
         )
         .margin(12)

@@ -33,6 +33,8 @@ pub struct Window {
     pub syscalls: Option<u64>,
     pub server_rss_kb: Option<u64>,
     pub server_peak_rss_kb: Option<u64>,
+    /// Retransmission timeouts in this network namespace during the window.
+    pub tcp_timeouts: Option<u64>,
 }
 
 struct Conn {
@@ -337,6 +339,7 @@ impl Gen {
         self.hist.reset();
         self.done = 0;
         let counter = pid.and_then(|pid| Counter::start(syscalls, pid));
+        let tcp0 = procfs::tcp_counters();
         let ticks = |pid: u32| procfs::cpu_ticks(pid);
         let me = std::process::id();
         let (cpu0, self0) = (pid.and_then(ticks), ticks(me));
@@ -346,6 +349,7 @@ impl Gen {
         self.pump(Instant::now() + Duration::from_secs(10), false, false);
         let elapsed = t0.elapsed().as_secs_f64();
         let (cpu1, self1) = (pid.and_then(ticks), ticks(me));
+        let tcp = procfs::tcp_delta(&tcp0);
         let tck = self.tck;
         let span = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?) as f64 / tck);
         Window {
@@ -357,6 +361,7 @@ impl Gen {
             syscalls: counter.and_then(Counter::stop),
             server_rss_kb: pid.and_then(procfs::rss_kb),
             server_peak_rss_kb: pid.and_then(procfs::hwm_kb),
+            tcp_timeouts: tcp.get("TcpExt.TCPTimeouts").copied(),
         }
     }
 }

@@ -165,6 +165,7 @@ pub fn tcp_delta(before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
         "TcpExt.ListenDrops",
         "TcpExt.TCPReqQFullDrop",
         "TcpExt.TCPReqQFullDoCookies",
+        "TcpExt.TCPTimeouts",
         "Tcp.RetransSegs",
     ]
     .iter()

@@ -34,38 +34,35 @@ pub fn max(vals: &[f64]) -> Option<f64> {
         .reduce(f64::max)
 }
 
-/// How much the median of `k` rounds moves from one run of the suite to
-/// the next, estimated from the rounds seen (`vals`): draw `k` of them with
-/// replacement, take the median, 4000 times; the half-width of the central
-/// 90 % of those medians, relative to the median of all rounds. 0.03 means
-/// the median of `k` rounds lands within ±3 % nine times out of ten.
-/// Deterministic (a fixed seed), so a results file can be recomputed.
-pub fn median_spread(vals: &[f64], k: usize) -> Option<f64> {
-    let v: Vec<f64> = vals.iter().copied().filter(|x| x.is_finite()).collect();
+/// How far the median of `vals` may be from the median of endless rounds:
+/// half the width of its distribution-free 90 % confidence interval, relative
+/// to the median. The interval runs between the order statistics x(j) and
+/// x(n+1-j), j the largest rank with P(Binomial(n, 1/2) < j) <= 5 %, so it
+/// assumes nothing about how rounds scatter. 0.03 means the median is
+/// known to ±3 %. None for fewer than 5 values (no such interval exists).
+pub fn median_spread(vals: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = vals.iter().copied().filter(|x| x.is_finite()).collect();
+    let n = v.len();
     let centre = median(&v)?;
-    if k == 0 || centre == 0.0 {
+    if n < 5 || centre == 0.0 {
         return None;
     }
-    let mut state = 0x5eed_5eed_5eed_5eed_u64;
-    let mut next = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    let mut medians = Vec::with_capacity(4000);
-    let mut draw = vec![0.0; k];
-    for _ in 0..4000 {
-        for d in draw.iter_mut() {
-            *d = v[((next() as u128 * v.len() as u128) >> 64) as usize];
+    v.sort_by(|a, b| a.total_cmp(b));
+    // P(B < j) for B ~ Binomial(n, 1/2), growing j while it stays <= 5 %.
+    let mut below = 0.0; // P(B < j)
+    let mut term = 0.5f64.powi(n as i32); // P(B = j - 1), from j = 1
+    let mut j = 0;
+    while j < n / 2 {
+        let next = below + term;
+        if next > 0.05 {
+            break;
         }
-        medians.push(median(&draw)?);
+        below = next;
+        j += 1;
+        term *= (n - (j - 1)) as f64 / j as f64;
     }
-    medians.sort_by(|a, b| a.total_cmp(b));
-    let lo = percentile(&medians, 5.0)?;
-    let hi = percentile(&medians, 95.0)?;
-    Some((hi - lo) / 2.0 / centre.abs())
+    let j = j.max(1);
+    Some((v[n - j] - v[j - 1]) / 2.0 / centre.abs())
 }
 
 #[cfg(test)]
@@ -84,14 +81,16 @@ mod tests {
     }
 
     #[test]
-    fn spread_shrinks_with_more_rounds() {
-        let vals: Vec<f64> = (0..15)
-            .map(|i| 1.0 + 0.02 * ((i * 7 % 11) as f64 - 5.0))
-            .collect();
-        let one = median_spread(&vals, 1).unwrap();
-        let nine = median_spread(&vals, 9).unwrap();
-        assert!(nine < one, "{nine} >= {one}");
-        assert_eq!(median_spread(&[1.0; 5], 3), Some(0.0));
-        assert_eq!(median_spread(&[], 3), None);
+    fn spread_is_the_median_confidence_interval() {
+        // n = 10: P(B < 2) = 11/1024 <= 5 % < P(B < 3) = 56/1024, so the
+        // interval is x(2)..x(9): (1.08 - 0.92) / 2 around the median 1.0.
+        let vals = [0.5, 0.92, 0.95, 0.97, 0.99, 1.01, 1.03, 1.05, 1.08, 1.5];
+        let s = median_spread(&vals).unwrap();
+        assert!((s - 0.08).abs() < 1e-9, "{s}");
+        // More rounds of the same scatter: a narrower interval.
+        let many: Vec<f64> = vals.iter().cycle().take(40).copied().collect();
+        assert!(median_spread(&many).unwrap() < s);
+        assert_eq!(median_spread(&[1.0; 5]), Some(0.0));
+        assert_eq!(median_spread(&[1.0, 2.0, 3.0, 4.0]), None);
     }
 }

@@ -59,6 +59,11 @@ pub struct ThroughputReport {
     pub syscalls_per_request: Option<f64>,
     pub server_rss_kb: Option<u64>,
     pub server_peak_rss_kb: Option<u64>,
+    /// Retransmission timeouts (`TcpExt.TCPTimeouts`) during the window, in
+    /// the namespace: a segment lost on loopback (its backlog overflowed
+    /// while the machine was busy) stalls a client for 200 ms or more.
+    #[serde(default)]
+    pub tcp_timeouts: Option<u64>,
 }
 
 pub struct Opts {
@@ -146,6 +151,7 @@ fn report(
             .map(|s| s as f64 / reqs as f64),
         server_rss_kb: w.server_rss_kb,
         server_peak_rss_kb: w.server_peak_rss_kb,
+        tcp_timeouts: w.tcp_timeouts,
     }
 }
 

@@ -9,10 +9,10 @@ use crate::syscalls::Method;
 
 /// Throughput rounds in a full run: at least `MIN_ROUNDS`, then batches of
 /// `ROUND_BATCH` until the median of echo-reactor's requests per CPU-second
-/// over c-epoll's has a spread under `SPREAD_GOAL`, at most `MAX_ROUNDS`.
-/// On the reference machine a single round lands anywhere within ±20 %, and
-/// the median of k rounds narrows roughly as 1/sqrt(k) (docs/benchmarks.md,
-/// "How many rounds").
+/// over c-epoll's is known to `SPREAD_GOAL` (`stats::median_spread`), at
+/// most `MAX_ROUNDS`. On the shared reference machine single rounds scatter
+/// by ±20 % and the rounds needed went from 10 to over 60 with its load
+/// (docs/benchmarks.md, "How many rounds").
 pub const MIN_ROUNDS: usize = 10;
 pub const ROUND_BATCH: usize = 5;
 pub const MAX_ROUNDS: usize = 60;
@@ -300,13 +300,13 @@ pub fn contenders(a: &SuiteArgs, exe: &Path) -> Vec<Contender> {
         Contender {
             name: "threads",
             bin: base.join("baseline-threads"),
-            // A thread per connection: past 10000 they would take a third of
-            // this machine's pid_max (32768) and thousands of stack mappings
-            // from everyone else, and its 10000 burst already ends at the
-            // client timeout.
+            // A thread per connection: at the fd ceiling its threads would
+            // take most of a typical pid_max (32768) from everyone else on
+            // the machine, and its 10000 burst already loses clients to
+            // dropped SYNs.
             max_clients: Some((
                 10000,
-                "a thread per connection: 19000 threads would take most of pid_max (32768) on a shared machine",
+                "a thread per connection: more than 10000 threads would take most of pid_max (32768 here) from everyone else on a shared machine",
             )),
         },
     ]

@@ -83,6 +83,11 @@ fn rows(plan: &Plan) -> Vec<Row> {
         r.push(row(format!("p99 latency us, {l}"), 0, move |s| {
             s.load(load)?.p99_us
         }));
+        r.push(row(
+            format!("retransmission timeouts, all rounds, {l}"),
+            0,
+            move |s| s.load(load)?.tcp_timeouts_total,
+        ));
     }
     if let Some(&last) = plan.loads.last() {
         r.push(row(
@@ -262,7 +267,7 @@ pub fn instructions_table(runs: &[ServerRuns]) -> String {
     t
 }
 
-/// The spread of the median of k rounds against the floor, for each k.
+/// The spread of the median ratio to the floor after k rounds, for each k.
 pub fn spread_table(s: &Summary) -> String {
     let mut t = String::new();
     let cols: Vec<_> = s
@@ -275,7 +280,7 @@ pub fn spread_table(s: &Summary) -> String {
     };
     t.push_str("| rounds |");
     for c in &cols {
-        let _ = write!(t, " ± spread of the median ratio, {} |", c.load.label());
+        let _ = write!(t, " spread of the median ratio, {} |", c.load.label());
     }
     t.push_str("\n|---:|");
     for _ in &cols {

@@ -67,11 +67,8 @@ pub fn throughput(
         done += batch;
         let ours = out.iter().find(|r| r.name == "echo-reactor");
         let floor = out.iter().find(|r| r.name == FLOOR);
-        // Fewer than three rounds say nothing about their spread.
-        let Some(spread) = ours
-            .filter(|_| done >= 3)
-            .and_then(|o| ratio(o, floor, load).spread)
-        else {
+        // Without a spread (no floor, or under 5 rounds) more rounds cannot help.
+        let Some(spread) = ours.and_then(|o| ratio(o, floor, load).spread) else {
             return;
         };
         eprintln!(

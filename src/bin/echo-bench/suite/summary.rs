@@ -17,8 +17,8 @@ pub const FLOOR: &str = "c-epoll";
 pub struct Ratio {
     pub rounds: Vec<f64>,
     pub median: Option<f64>,
-    /// How far the median of this many rounds moves between runs
-    /// (`stats::median_spread`: ±, relative).
+    /// How far the median of these rounds may be from that of endless
+    /// rounds (`stats::median_spread`: ±, relative).
     pub spread: Option<f64>,
 }
 
@@ -35,6 +35,8 @@ pub struct LoadSummary {
     pub server_busy: Option<f64>,
     pub load_busy: Option<f64>,
     pub peak_rss_kib: Option<f64>,
+    /// Retransmission timeouts over all rounds (not a median).
+    pub tcp_timeouts_total: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -86,12 +88,12 @@ impl ServerSummary {
     }
 }
 
-/// The spread of the median of k rounds, for each k up to the rounds run.
+/// The spread of the median after the first k rounds, for each k.
 #[derive(Clone, Debug, Serialize)]
 pub struct SpreadByRounds {
     pub load: Load,
     pub server: &'static str,
-    /// (k, ± relative spread of the median of k rounds)
+    /// (k, ± relative spread of the median of the first k rounds)
     pub spread: Vec<(usize, f64)>,
 }
 
@@ -139,7 +141,7 @@ pub fn ratio(s: &ServerRuns, floor: Option<&ServerRuns>, load: Load) -> Ratio {
         .collect();
     Ratio {
         median: median(&rounds),
-        spread: median_spread(&rounds, rounds.len()),
+        spread: median_spread(&rounds),
         rounds,
     }
 }
@@ -174,6 +176,10 @@ pub fn summarize(plan: &Plan, runs: &[ServerRuns]) -> Summary {
                         server_busy: med(t, |r| r.server_cpu_util),
                         load_busy: med(t, |r| r.loadgen_cpu_util),
                         peak_rss_kib: med(t, |r| r.server_peak_rss_kb.map(|k| k as f64)),
+                        tcp_timeouts_total: t
+                            .iter()
+                            .map(|r| r.report.tcp_timeouts.map(|x| x as f64))
+                            .sum(),
                     }
                 })
                 .collect();
@@ -229,7 +235,7 @@ pub fn summarize(plan: &Plan, runs: &[ServerRuns]) -> Summary {
                 load: l.load,
                 server: s.name,
                 spread: (1..=l.rpcpu_vs_floor.rounds.len())
-                    .filter_map(|k| Some((k, median_spread(&l.rpcpu_vs_floor.rounds, k)?)))
+                    .filter_map(|k| Some((k, median_spread(&l.rpcpu_vs_floor.rounds[..k])?)))
                     .collect(),
             })
         })
