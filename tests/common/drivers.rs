@@ -9,14 +9,17 @@
 //!   closing after the echo or holding on until released
 //! - `threads`: blocking client loops on threads: `latency_clients`,
 //!   `churn_cycles`, `exchange`, `spawn_non_readers`
+//! - `fleet`: `Fleet`, never-readers that write until the server holds
+//!   them back, then read their echo and check every byte
 //! - `paced`: `Probe` (64-byte ping-pong on a fixed tick), `Bulk` (a
 //!   full-speed transfer both ways at once), `pin_current_thread`
 
 mod chunking;
+mod fleet;
 mod paced;
 mod swarm;
 mod threads;
 
 // A test crate uses only some of these (see `common`).
 #[allow(unused_imports)]
-pub use self::{chunking::*, paced::*, swarm::*, threads::*};
+pub use self::{chunking::*, fleet::*, paced::*, swarm::*, threads::*};

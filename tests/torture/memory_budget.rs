@@ -17,15 +17,11 @@
 //!
 //! The never-reader fleet is the one of `tests/memory_budget.rs`, at scale.
 
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream as MioStream;
-use mio::{Events, Interest, Poll, Token};
-use socket2::{Domain, Protocol, Socket, Type};
-
-use crate::common::drivers::Probe;
+use crate::common::drivers::{Fleet, Probe};
 use crate::common::*;
 use crate::{ms, secs, KIB, MIB};
 
@@ -41,190 +37,8 @@ const RSS_SLACK: u64 = 8 * MIB;
 /// How long an echo may take while the budget is spent: a correctness
 /// bound (the client is served at all), not a performance target.
 const ECHO_BOUND: Duration = Duration::from_secs(2);
-/// The never-readers' data repeats with this period: a prime, so that no
-/// read or write size lines up with it and misplaced bytes differ.
-const PERIOD: usize = 65_521;
-const CHUNK: usize = 32 * 1024;
 /// The most the fleet may take to fill the budget.
 const FILL_LIMIT: Duration = Duration::from_secs(180);
-
-/// One client that writes and does not read until told to.
-struct NeverReader {
-    stream: MioStream,
-    /// Where in the fleet's block this connection's stream starts: each
-    /// connection's bytes differ from its neighbours'.
-    start: usize,
-    sent: u64,
-    echoed: u64,
-    /// Told to read its echo (and half-closed).
-    reading: bool,
-    eof: bool,
-}
-
-/// Never-readers on one thread, nonblocking, driven by one poll.
-struct Fleet {
-    poll: Poll,
-    events: Events,
-    /// `PERIOD` bytes with no newline (the quit rule stays out of it), then
-    /// their first `CHUNK` again, so any chunk of the stream is one slice.
-    block: Vec<u8>,
-    conns: Vec<NeverReader>,
-}
-
-/// A client socket with small buffers and segments: with loopback's 64 KiB
-/// segments the kernel holds about 8 MiB of a never-reader's data before
-/// the server holds any echo, with these about 0.3 MiB, so thousands reach
-/// the budget without pushing the machine's TCP memory into pressure.
-fn small_client_socket(addr: SocketAddr) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_recv_buffer_size(4096)?;
-    socket.set_send_buffer_size(4096)?;
-    socket.set_tcp_mss(1000)?;
-    socket.connect_timeout(&addr.into(), IO_TIMEOUT)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
-impl Fleet {
-    fn connect(addr: SocketAddr, n: usize) -> Fleet {
-        let poll = Poll::new().unwrap();
-        let mut block = pattern(PERIOD, 0x6d65_6d6f);
-        block.extend_from_within(..CHUNK);
-        let conns = (0..n)
-            .map(|i| {
-                let std = small_client_socket(addr)
-                    .unwrap_or_else(|e| panic!("never-reader {i}: connect: {e}"));
-                let mut stream = MioStream::from_std(std);
-                let interest = Interest::READABLE | Interest::WRITABLE;
-                poll.registry()
-                    .register(&mut stream, Token(i), interest)
-                    .unwrap();
-                NeverReader {
-                    stream,
-                    start: i * 7919 % PERIOD,
-                    sent: 0,
-                    echoed: 0,
-                    reading: false,
-                    eof: false,
-                }
-            })
-            .collect();
-        let events = Events::with_capacity(1024);
-        Fleet {
-            poll,
-            events,
-            block,
-            conns,
-        }
-    }
-
-    /// Waits up to `timeout` for events (none if a signal interrupts it).
-    fn wait(&mut self, timeout: Duration) {
-        match self.poll.poll(&mut self.events, Some(timeout)) {
-            Err(e) if e.kind() == ErrorKind::Interrupted => self.events.clear(),
-            result => result.expect("poll"),
-        }
-    }
-
-    /// The connections the last wait reported.
-    fn ready(&self) -> Vec<usize> {
-        self.events.iter().map(|e| e.token().0).collect()
-    }
-
-    fn sent(&self) -> u64 {
-        self.conns.iter().map(|c| c.sent).sum()
-    }
-
-    /// Writes whatever the connections take for `span`, never reading.
-    fn write_for(&mut self, span: Duration) {
-        let until = Instant::now() + span;
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
-            self.wait(left);
-            for i in self.ready() {
-                self.write_all_taken(i);
-            }
-        }
-    }
-
-    /// Writes to connection `i` until the socket takes no more.
-    fn write_all_taken(&mut self, i: usize) {
-        let conn = &mut self.conns[i];
-        loop {
-            let at = (conn.start + (conn.sent % PERIOD as u64) as usize) % PERIOD;
-            match conn.stream.write(&self.block[at..at + CHUNK]) {
-                Ok(n) => conn.sent += n as u64,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => panic!("never-reader {i}: write after {} bytes: {e}", conn.sent),
-            }
-        }
-    }
-
-    /// Connections `which` stop writing (half-close) and read their echo
-    /// to EOF, checking every byte; the others go on not reading. Returns
-    /// the first failure, if any.
-    fn drain(&mut self, which: &[usize], within: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + within;
-        for &i in which {
-            let conn = &mut self.conns[i];
-            conn.reading = true;
-            let shut = conn.stream.shutdown(Shutdown::Write);
-            shut.map_err(|e| format!("never-reader {i}: shutdown: {e}"))?;
-        }
-        let mut open = which.len();
-        let mut buf = vec![0u8; CHUNK];
-        // What arrived before now brings no new edge: read it first.
-        let mut ready: Vec<usize> = which.to_vec();
-        loop {
-            for i in ready {
-                if self.conns[i].reading && !self.conns[i].eof {
-                    self.read_available(i, &mut buf)?;
-                    open -= usize::from(self.conns[i].eof);
-                }
-            }
-            if open == 0 {
-                return Ok(());
-            }
-            let left = deadline
-                .checked_duration_since(Instant::now())
-                .ok_or_else(|| {
-                    format!("{open} never-readers still without EOF after {within:?}")
-                })?;
-            self.wait(left);
-            ready = self.ready();
-        }
-    }
-
-    /// Reads connection `i` until `WouldBlock` or EOF, comparing each byte
-    /// with what it sent.
-    fn read_available(&mut self, i: usize, buf: &mut [u8]) -> Result<(), String> {
-        let conn = &mut self.conns[i];
-        while !conn.eof {
-            match conn.stream.read(buf) {
-                Ok(0) if conn.echoed == conn.sent => conn.eof = true,
-                Ok(0) => {
-                    return Err(format!(
-                        "never-reader {i}: EOF after {} of {} bytes",
-                        conn.echoed, conn.sent
-                    ))
-                }
-                Ok(n) => {
-                    let at = (conn.start + (conn.echoed % PERIOD as u64) as usize) % PERIOD;
-                    let past_end = conn.echoed + n as u64 > conn.sent;
-                    if past_end || buf[..n] != self.block[at..at + n] {
-                        let at = conn.echoed;
-                        return Err(format!("never-reader {i}: echo differs at byte {at}"));
-                    }
-                    conn.echoed += n as u64;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("never-reader {i}: read: {e}")),
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Lets the fleet write until the server holds it back: `held` holds and
 /// neither the server's held echo nor what the fleet wrote changed over
