@@ -296,20 +296,14 @@ impl Reactor {
     /// for it as the room could serve a share each, oldest first, for the
     /// next turn.
     fn wake_memory_waiters(&mut self) {
-        let budget = self.shared.max_memory;
-        let mut room = budget.saturating_sub(self.shared.stats.pending_bytes);
+        let room = self
+            .shared
+            .max_memory
+            .saturating_sub(self.shared.stats.pending_bytes);
         let share = self.shared.buf.len() as u64;
-        while room > 0 {
-            let Some((key, id)) = self.memory_waiters.pop() else {
-                break;
-            };
-            let Some(connection) = self.connections.get_mut(key).filter(|c| c.id == id) else {
-                continue;
-            };
-            connection.awaiting_memory = false;
-            self.run_queue.push(key, connection);
-            room = room.saturating_sub(share);
-        }
+        let (connections, run_queue) = (&mut self.connections, &mut self.run_queue);
+        self.memory_waiters
+            .wake(room, share, connections, run_queue);
     }
 
     /// Step 7; at shutdown, the whole backlog.

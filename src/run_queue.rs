@@ -9,6 +9,8 @@
 
 use std::collections::VecDeque;
 
+use slab::Slab;
+
 use crate::connection::Connection;
 
 /// A connection as the queue names it: slab key plus id, since a key is
@@ -77,8 +79,26 @@ impl MemoryWaiters {
         }
     }
 
-    /// The oldest waiter, which may have closed since (check its id).
-    pub fn pop(&mut self) -> Option<ConnRef> {
-        self.waiting.pop_front()
+    /// Queues waiters for the next turn, oldest first, as many as `room`
+    /// bytes of budget could serve a `share` each.
+    pub fn wake(
+        &mut self,
+        mut room: u64,
+        share: u64,
+        connections: &mut Slab<Connection>,
+        run_queue: &mut RunQueue,
+    ) {
+        while room > 0 {
+            let Some((key, id)) = self.waiting.pop_front() else {
+                break;
+            };
+            // It may have closed since.
+            let Some(connection) = connections.get_mut(key).filter(|c| c.id == id) else {
+                continue;
+            };
+            connection.awaiting_memory = false;
+            run_queue.push(key, connection);
+            room = room.saturating_sub(share);
+        }
     }
 }
