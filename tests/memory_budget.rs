@@ -23,37 +23,6 @@ const READ_SHARE: u64 = 4 * KIB;
 /// How long an echo may take while the budget is spent: a correctness
 /// bound (the client is served at all), not a performance target.
 const ECHO_BOUND: Duration = Duration::from_secs(2);
-/// Lets the fleet write until the server holds it back: `held` holds and
-/// neither the server's held echo nor what the fleet wrote changed over
-/// two stretches of `STRETCH` in a row. Returns the stats then.
-fn fill_until_held(
-    server: &ServerProcess,
-    fleet: &mut Fleet,
-    held: impl Fn(&Stats) -> bool,
-) -> Stats {
-    const STRETCH: Duration = Duration::from_millis(100);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = None;
-    let mut same = 0;
-    loop {
-        fleet.write_for(STRETCH);
-        let stats = server.stats();
-        let now = (stats["pending_bytes"], fleet.sent());
-        same = if last == Some(now) { same + 1 } else { 0 };
-        if held(&stats) && same >= 2 {
-            return stats;
-        }
-        last = Some(now);
-        // A second without any progress: held back, but not as expected.
-        assert!(
-            same < 10 && Instant::now() < deadline,
-            "the never-readers were not held back as expected within 60 s: wrote {} bytes; \
-             {stats:?}",
-            fleet.sent()
-        );
-    }
-}
-
 /// The budget (1 MiB) is spent, and overshot by at most one read share
 /// per never-reader.
 fn assert_spent(stats: &Stats, never_readers: usize) {
@@ -105,7 +74,7 @@ fn never_readers_are_held_at_the_budget_while_others_are_served() {
     timed_echo(&mut interactive, 0);
 
     let mut fleet = Fleet::connect(server.addr, NEVER_READERS);
-    let held = fill_until_held(&server, &mut fleet, |s| s["memory_pauses"] > 0);
+    let held = fleet.fill_until_held(&server, Duration::from_secs(60), |s| s["memory_pauses"] > 0);
     assert_spent(&held, NEVER_READERS);
 
     // The budget is spent: the interactive client, a newcomer and a
@@ -150,7 +119,7 @@ fn never_readers_that_reset_give_their_share_of_the_budget_back() {
     const NEVER_READERS: usize = 50;
     let server = ServerProcess::start(&["--max-memory", "1M"]);
     let mut fleet = Fleet::connect(server.addr, NEVER_READERS);
-    let held = fill_until_held(&server, &mut fleet, |s| s["memory_pauses"] > 0);
+    let held = fleet.fill_until_held(&server, Duration::from_secs(60), |s| s["memory_pauses"] > 0);
     assert_spent(&held, NEVER_READERS);
     fleet.reset_all();
     let gone = server.stats_until(IO_TIMEOUT, |s| s["active"] == 0);
@@ -171,7 +140,7 @@ fn a_connection_paused_for_the_budget_resumes_when_the_budget_frees() {
     const BURST: usize = 600 * KIB as usize;
     let server = ServerProcess::start(&["--max-memory", "1M", "--max-buffer", "1M"]);
     let mut fleet = Fleet::connect(server.addr, NEVER_READERS);
-    let held = fill_until_held(&server, &mut fleet, |s| s["memory_pauses"] > 0);
+    let held = fleet.fill_until_held(&server, Duration::from_secs(60), |s| s["memory_pauses"] > 0);
     let mut client = small_client_socket(server.addr).unwrap();
     client.set_nonblocking(false).unwrap();
     client.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -208,7 +177,7 @@ fn below_the_budget_nothing_pauses_for_it_and_nothing_stays_held() {
     let server = ServerProcess::start(&["--max-memory", "1M"]);
     let mut fleet = Fleet::connect(server.addr, NEVER_READERS as usize);
     // Each never-reader fills its own buffer: 4 x 64 KiB, under 1 MiB.
-    let held = fill_until_held(&server, &mut fleet, |s| {
+    let held = fleet.fill_until_held(&server, Duration::from_secs(60), |s| {
         s["backpressure_pauses"] >= NEVER_READERS
     });
     let full = NEVER_READERS * MAX_BUFFER;

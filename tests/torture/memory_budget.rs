@@ -40,37 +40,6 @@ const ECHO_BOUND: Duration = Duration::from_secs(2);
 /// The most the fleet may take to fill the budget.
 const FILL_LIMIT: Duration = Duration::from_secs(180);
 
-/// Lets the fleet write until the server holds it back: `held` holds and
-/// neither the server's held echo nor what the fleet wrote changed over
-/// two stretches of `STRETCH` in a row. Returns the stats then.
-fn fill_until_held(
-    server: &ServerProcess,
-    fleet: &mut Fleet,
-    held: impl Fn(&Stats) -> bool,
-) -> Stats {
-    const STRETCH: Duration = Duration::from_millis(100);
-    let deadline = Instant::now() + FILL_LIMIT;
-    let mut last = None;
-    let mut same = 0;
-    loop {
-        fleet.write_for(STRETCH);
-        let stats = server.stats();
-        let now = (stats["pending_bytes"], fleet.sent());
-        same = if last == Some(now) { same + 1 } else { 0 };
-        if held(&stats) && same >= 2 {
-            return stats;
-        }
-        last = Some(now);
-        // A second without any progress: held back, but not as expected.
-        assert!(
-            same < 10 && Instant::now() < deadline,
-            "the never-readers were not held back as expected within {FILL_LIMIT:?}: \
-             wrote {} bytes; {stats:?}",
-            fleet.sent()
-        );
-    }
-}
-
 /// `count` newcomers one after another: connect, one 64-byte echo,
 /// half-close, clean EOF; each timed from the connect. Errors are returned.
 fn newcomers(addr: SocketAddr, count: usize) -> Result<Vec<Duration>, String> {
@@ -124,7 +93,7 @@ fn memory_budget() {
 
     let fill_from = Instant::now();
     let mut fleet = Fleet::connect(server.addr, n);
-    let held = fill_until_held(&server, &mut fleet, |s| s["memory_pauses"] > 0);
+    let held = fleet.fill_until_held(&server, FILL_LIMIT, |s| s["memory_pauses"] > 0);
     let spent_from = Instant::now();
     let hwm_held = status_field_kib(server.pid, "VmHWM:");
     let rss_held = server.rss_kib();

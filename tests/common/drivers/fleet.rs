@@ -11,7 +11,7 @@ use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::super::{pattern, IO_TIMEOUT};
+use super::super::{pattern, ServerProcess, Stats, IO_TIMEOUT};
 
 /// The never-readers' data repeats with this period: a prime, so that no
 /// read or write size lines up with it and misplaced bytes differ.
@@ -202,5 +202,38 @@ impl Fleet {
             }
         }
         Ok(())
+    }
+
+    /// Writes until the server holds the fleet back: `held` holds and
+    /// neither the server's held echo nor what the fleet wrote changed over
+    /// two 100 ms stretches in a row. Returns the stats then; panics after
+    /// `limit`, or after a second without progress that `held` does not
+    /// explain.
+    pub fn fill_until_held(
+        &mut self,
+        server: &ServerProcess,
+        limit: Duration,
+        held: impl Fn(&Stats) -> bool,
+    ) -> Stats {
+        const STRETCH: Duration = Duration::from_millis(100);
+        let deadline = Instant::now() + limit;
+        let mut last = None;
+        let mut same = 0;
+        loop {
+            self.write_for(STRETCH);
+            let stats = server.stats();
+            let now = (stats["pending_bytes"], self.sent());
+            same = if last == Some(now) { same + 1 } else { 0 };
+            if held(&stats) && same >= 2 {
+                return stats;
+            }
+            last = Some(now);
+            assert!(
+                same < 10 && Instant::now() < deadline,
+                "the never-readers were not held back as expected within {limit:?}: \
+                 wrote {} bytes; {stats:?}",
+                self.sent()
+            );
+        }
     }
 }
