@@ -1,10 +1,15 @@
-//! Accept policy: when to take new clients off the listener and how many.
+//! Accept policy: when to take new clients off the listeners and how many.
 //!
-//! The listener is edge-triggered: one event says "the queue is no longer
-//! empty", not how many are waiting. So `ready` stays set until an accept
-//! says `WouldBlock`, and the loop comes back by itself after a batch cut
-//! short, a pause after running out of descriptors, or a turn spent at the
-//! connection limit.
+//! A listener is edge-triggered: one event says "the queue is no longer
+//! empty", not how many are waiting. So its `ready` stays set until an
+//! accept says `WouldBlock`, and the loop comes back by itself after a batch
+//! cut short, a pause after running out of descriptors, or a turn spent at
+//! the connection limit.
+//!
+//! Each listener takes at most one batch per turn, and the listener that
+//! goes first moves on every turn, so a burst on one cannot starve another,
+//! not even at the connection limit. The limit, the pause and the shutdown
+//! cover them all.
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,21 +18,39 @@ use std::time::{Duration, Instant};
 use log::debug;
 use mio::net::{TcpListener, TcpStream};
 
+use crate::endpoint::Kind;
 use crate::logging::WarnLimiter;
 use crate::stats::Stats;
 
 /// How long accepting rests after the process ran out of descriptors or memory.
 const PAUSE: Duration = Duration::from_millis(100);
 
-pub struct Acceptor {
-    /// `None` once shutdown has begun: new clients are refused.
-    listener: Option<TcpListener>,
-    /// The listen queue may hold clients (see the module doc).
+/// One listening socket.
+pub struct Listener {
+    socket: TcpListener,
+    /// `Tcp` or `Proxy`: what its clients begin with.
+    kind: Kind,
+    /// Its listen queue may hold clients (see the module doc).
     ready: bool,
-    /// Most clients taken per turn, so a burst cannot starve the echo.
+}
+
+pub struct Acceptor {
+    /// Empty once shutdown has begun: new clients are refused.
+    listeners: Vec<Listener>,
+    /// Most clients taken per listener per turn, so a burst cannot starve
+    /// the echo.
     batch: u32,
     max_connections: usize,
-    /// Clients the current batch may still take, and has taken.
+    /// The listener the current batch takes from, and the one that goes
+    /// first next turn.
+    current: usize,
+    first: usize,
+    /// Listeners the current turn has not visited yet, including `current`.
+    visits_left: usize,
+    /// Clients each listener may take this turn (the whole backlog at
+    /// shutdown); those the current one may still take; those taken this
+    /// turn in all.
+    turn_batch: u32,
     batch_left: u32,
     taken: u64,
     /// Accepting rests until then after EMFILE and friends.
@@ -42,12 +65,24 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
-    pub fn new(listener: TcpListener, batch: u32, max_connections: usize) -> Self {
+    /// `listeners` with their kinds; their index is how events name them.
+    pub fn new(listeners: Vec<(TcpListener, Kind)>, batch: u32, max_connections: usize) -> Self {
+        let listeners = listeners
+            .into_iter()
+            .map(|(socket, kind)| Listener {
+                socket,
+                kind,
+                ready: false,
+            })
+            .collect();
         Acceptor {
-            listener: Some(listener),
-            ready: false,
+            listeners,
             batch,
             max_connections,
+            current: 0,
+            first: 0,
+            visits_left: 0,
+            turn_batch: batch,
             batch_left: 0,
             taken: 0,
             paused_until: None,
@@ -57,13 +92,14 @@ impl Acceptor {
         }
     }
 
-    /// The listener reported new clients while `open` connections are open.
-    pub fn handle_event(&mut self, open: usize, now: Instant) {
-        if self.listener.is_none() {
-            // Closed earlier in this turn (shutdown): nothing to accept.
+    /// Listener `index` reported new clients while `open` connections are
+    /// open.
+    pub fn handle_event(&mut self, index: usize, open: usize, now: Instant) {
+        // None when closed earlier in this turn (shutdown): nothing to accept.
+        let Some(listener) = self.listeners.get_mut(index) else {
             return;
-        }
-        self.ready = true;
+        };
+        listener.ready = true;
         if open >= self.max_connections {
             // Said here, where a client is known to be waiting, so that an
             // operator can tell why it hangs.
@@ -79,16 +115,18 @@ impl Acceptor {
     /// Whether the next poll must not block: clients are waiting and may be
     /// taken now.
     pub fn wants_turn(&self, open: usize, now: Instant) -> bool {
-        self.ready
-            && self.listener.is_some()
+        self.any_ready()
             && open < self.max_connections
             && self.paused_until.is_none_or(|until| until <= now)
     }
 
     /// When a pause ends that holds waiting clients back.
     pub fn resume_at(&self) -> Option<Instant> {
-        self.paused_until
-            .filter(|_| self.ready && self.listener.is_some())
+        self.paused_until.filter(|_| self.any_ready())
+    }
+
+    fn any_ready(&self) -> bool {
+        self.listeners.iter().any(|listener| listener.ready)
     }
 
     /// Begins this turn's batch; false when no client is to be taken now.
@@ -96,65 +134,66 @@ impl Acceptor {
     /// up to the connection limit, and ends a pause.
     pub fn start_batch(&mut self, now: Instant, whole_backlog: bool) -> bool {
         if whole_backlog {
-            self.ready = true;
+            self.listeners.iter_mut().for_each(|l| l.ready = true);
             self.paused_until = None;
         }
-        if !self.ready || self.listener.is_none() {
+        if !self.any_ready() {
             return false;
         }
         if self.paused_until.is_some_and(|until| now < until) {
             return false;
         }
         self.paused_until = None;
-        self.batch_left = if whole_backlog { u32::MAX } else { self.batch };
+        self.turn_batch = if whole_backlog { u32::MAX } else { self.batch };
+        self.current = self.first;
+        self.first = (self.first + 1) % self.listeners.len();
+        self.visits_left = self.listeners.len();
+        self.batch_left = self.turn_batch;
         self.taken = 0;
         true
     }
 
-    /// The next client of the batch, while `open` connections are open.
+    /// The next client of the batch and the kind of its listener, while
+    /// `open` connections are open.
     pub fn next(
         &mut self,
         open: usize,
         now: Instant,
         stats: &mut Stats,
-    ) -> Option<(TcpStream, SocketAddr)> {
-        let listener = self.listener.as_ref()?;
-        while self.batch_left > 0 {
-            if open >= self.max_connections {
-                // Leave the rest in the backlog; a close resumes accepting
-                // on the turn it happens.
-                if !self.at_limit {
-                    self.at_limit = true;
-                    stats.accept_pauses_limit += 1;
-                }
-                return None;
-            }
-            match listener.accept() {
-                Ok(client) => {
-                    self.at_limit = false;
-                    self.batch_left -= 1;
-                    self.taken += 1;
-                    return Some(client);
-                }
-                // The queue is empty: the next client brings a new edge.
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.ready = false;
+    ) -> Option<(TcpStream, SocketAddr, Kind)> {
+        while self.visits_left > 0 {
+            let listener = &mut self.listeners[self.current];
+            if listener.ready && self.batch_left > 0 {
+                if open >= self.max_connections {
+                    // Leave the rest in the backlog, on every listener; a
+                    // close resumes accepting on the turn it happens.
+                    if !self.at_limit {
+                        self.at_limit = true;
+                        stats.accept_pauses_limit += 1;
+                    }
                     return None;
                 }
-                // One client's trouble: skip it and take the next (it
-                // counts against the batch, so a storm of them cannot
-                // hold the turn).
-                Err(err) if is_one_clients_failure(&err) => {
-                    self.batch_left -= 1;
-                    debug!("accept: {err}");
-                }
-                // Out of descriptors or memory (or a listener gone bad):
-                // retrying at once would fail again and spin.
-                Err(err) => {
-                    self.pause("accept", &err, now, stats);
-                    return None;
+                // A client skipped for its own trouble counts too, so a
+                // storm of them cannot hold the turn.
+                self.batch_left -= 1;
+                match listener.accept() {
+                    Accepted::Client(stream, peer) => {
+                        self.at_limit = false;
+                        self.taken += 1;
+                        return Some((stream, peer, listener.kind));
+                    }
+                    Accepted::Skipped => continue,
+                    Accepted::Empty => {}
+                    Accepted::Failed(err) => {
+                        self.pause("accept", &err, now, stats);
+                        return None;
+                    }
                 }
             }
+            // This listener is done for the turn: the next one.
+            self.visits_left -= 1;
+            self.current = (self.current + 1) % self.listeners.len();
+            self.batch_left = self.turn_batch;
         }
         None
     }
@@ -165,21 +204,20 @@ impl Acceptor {
             stats.accept_batches += 1;
             stats.largest_batch = stats.largest_batch.max(self.taken);
         }
-        self.batch_left = 0;
+        self.visits_left = 0;
     }
 
-    /// Closes the listener: new clients are refused from now on, and nothing
-    /// is left to accept or to wait for.
+    /// Closes the listeners: new clients are refused from now on, and
+    /// nothing is left to accept or to wait for.
     pub fn close(&mut self) {
-        self.listener = None;
-        self.ready = false;
+        self.listeners.clear();
         self.paused_until = None;
         self.at_limit = false;
     }
 
     /// Rests accepting for a while: `err` would only repeat at once.
     pub fn pause(&mut self, what: &str, err: &io::Error, now: Instant, stats: &mut Stats) {
-        self.batch_left = 0;
+        self.visits_left = 0;
         if is_resource_exhaustion(err) {
             stats.accept_pauses_fd += 1;
         }
@@ -190,6 +228,37 @@ impl Acceptor {
             "{what}: {err}; pausing accepts for {} ms",
             PAUSE.as_millis()
         );
+    }
+}
+
+/// What one accept came to.
+enum Accepted {
+    Client(TcpStream, SocketAddr),
+    /// One client's trouble: skipped, the next may be fine.
+    Skipped,
+    /// The queue is empty.
+    Empty,
+    /// Trouble that would repeat at once.
+    Failed(io::Error),
+}
+
+impl Listener {
+    fn accept(&mut self) -> Accepted {
+        match self.socket.accept() {
+            Ok((stream, peer)) => Accepted::Client(stream, peer),
+            // The queue is empty: the next client brings a new edge.
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.ready = false;
+                Accepted::Empty
+            }
+            Err(err) if is_one_clients_failure(&err) => {
+                debug!("accept: {err}");
+                Accepted::Skipped
+            }
+            // Out of descriptors or memory (or a listener gone bad):
+            // retrying at once would fail again and spin.
+            Err(err) => Accepted::Failed(err),
+        }
     }
 }
 

@@ -1,11 +1,14 @@
 //! Command-line options: every knob the server has, with its default.
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser};
 use clap_complete::Shell;
+
+use crate::endpoint::Kind;
+use crate::proxy_header::Cidr;
 
 /// What `--help` and the man page say beyond the flags: the echo and quit
 /// rules and the output contract.
@@ -44,11 +47,36 @@ Exit status: 0 after a shutdown, 1 if it cannot listen, 2 for bad flags.";
 #[command(name = "echo-reactor", version, about, long_about = LONG_ABOUT,
           after_help = AFTER_HELP, allow_negative_numbers = true)]
 pub struct Config {
-    /// Address to listen on: IP:PORT or HOST:PORT (localhost:7007); port 0
-    /// lets the kernel choose. IPv6 works: [::1]:7007.
-    #[arg(long, default_value = "127.0.0.1:7007", value_name = "ADDR",
-          value_parser = parse_listen)]
-    pub listen: SocketAddr,
+    /// A TCP listener: IP:PORT, or HOST:PORT for every address the name
+    /// resolves to (localhost:7007); port 0 lets the kernel choose (one port
+    /// for all of a name's addresses). IPv6: [::1]:7007. Repeatable. When no
+    /// --listen, --proxy-listen or --udp is given: 127.0.0.1:7007.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addresses)]
+    pub listen: Vec<Addresses>,
+
+    /// A TCP listener whose clients are load balancers that begin every
+    /// connection with a PROXY protocol header (v1 or v2): the header is
+    /// removed and the rest echoed. Repeatable; addresses as for --listen.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addresses)]
+    pub proxy_listen: Vec<Addresses>,
+
+    /// A UDP socket: every datagram is sent back to its sender. Repeatable;
+    /// addresses as for --listen.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addresses)]
+    pub udp: Vec<Addresses>,
+
+    /// Only peers in this network may use --proxy-listen sockets (others
+    /// could forge a client address): 10.0.0.0/8, ::1/128 or one address.
+    /// Repeatable. Without it every peer is trusted.
+    #[arg(long, value_name = "CIDR")]
+    pub proxy_trust: Vec<Cidr>,
+
+    /// Probe a connection after this many seconds of silence (TCP keepalive:
+    /// 3 probes, SECS/3 apart), so a client that vanished is closed even
+    /// without --idle-timeout. 0 turns it off.
+    #[arg(long, default_value_t = 300, value_name = "SECS",
+          value_parser = clap::value_parser!(u32).range(0..=32767))]
+    pub keepalive: u32,
 
     /// Most unsent echo bytes held for one connection; past this the server
     /// stops reading it until the client drains its echo. A number, or with
@@ -103,6 +131,11 @@ pub struct Config {
     /// (what `make install` installs).
     #[arg(long, value_name = "KIND", value_enum)]
     pub generate: Option<Generate>,
+
+    /// The socket flags as (kind, nth of that kind), in command-line order:
+    /// stdout lists the sockets in the order they were asked for.
+    #[arg(skip)]
+    order: Vec<(Kind, usize)>,
 }
 
 /// What `--generate` prints.
@@ -135,28 +168,140 @@ impl Generate {
     }
 }
 
+/// The addresses one `--listen`, `--proxy-listen` or `--udp` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addresses {
+    /// As given, for messages.
+    pub text: String,
+    /// Resolved at start, deduplicated, in the resolver's order.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// One socket flag of the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub kind: Kind,
+    pub addresses: Addresses,
+}
+
 impl Config {
+    /// Parses the command line (exiting 2 with clap's message on bad
+    /// flags), keeping the order of the socket flags across kinds.
+    pub fn from_args() -> Self {
+        Config::try_from_args(std::env::args_os()).unwrap_or_else(|err| err.exit())
+    }
+
+    pub fn try_from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Config::command().try_get_matches_from(args)?;
+        let mut config = Config::from_arg_matches(&matches)?;
+        let mut order = Vec::new();
+        for (kind, flag) in [
+            (Kind::Tcp, "listen"),
+            (Kind::Proxy, "proxy_listen"),
+            (Kind::Udp, "udp"),
+        ] {
+            let indices = matches.indices_of(flag).into_iter().flatten();
+            order.extend(indices.enumerate().map(|(nth, at)| (at, kind, nth)));
+        }
+        order.sort_unstable_by_key(|&(at, _, _)| at);
+        config.order = order
+            .into_iter()
+            .map(|(_, kind, nth)| (kind, nth))
+            .collect();
+        Ok(config)
+    }
+
     /// The defaults, listening on `addr`: what tests and embedders start from.
     pub fn with_listen(addr: SocketAddr) -> Self {
         let mut config = Config::parse_from(["echo-reactor"]);
-        config.listen = addr;
+        config.listen = vec![Addresses {
+            text: addr.to_string(),
+            addrs: vec![addr],
+        }];
         config
+    }
+
+    /// Every socket flag in command-line order; the default listener when
+    /// there is none.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        let of_kind = |kind| match kind {
+            Kind::Tcp => &self.listen,
+            Kind::Proxy => &self.proxy_listen,
+            Kind::Udp => &self.udp,
+        };
+        let mut order = self.order.clone();
+        if order.is_empty() {
+            // Built without `from_args` (tests): kind by kind.
+            for kind in [Kind::Tcp, Kind::Proxy, Kind::Udp] {
+                order.extend((0..of_kind(kind).len()).map(|nth| (kind, nth)));
+            }
+        }
+        if order.is_empty() {
+            let addr = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT));
+            let addresses = Addresses {
+                text: addr.to_string(),
+                addrs: vec![addr],
+            };
+            return vec![Endpoint {
+                kind: Kind::Tcp,
+                addresses,
+            }];
+        }
+        order
+            .into_iter()
+            .map(|(kind, nth)| Endpoint {
+                kind,
+                addresses: of_kind(kind)[nth].clone(),
+            })
+            .collect()
     }
 }
 
-/// An IP:PORT as is; a HOST:PORT resolved once, at start, to its first
-/// address (for `localhost`, what the resolver lists first).
-fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse() {
-        return Ok(addr);
-    }
+/// The port of the listener used when no socket flag is given.
+const DEFAULT_PORT: u16 = 7007;
+
+/// An IP:PORT as is; a HOST:PORT resolved once, at start, to every address
+/// it names. Multicast and broadcast addresses are refused: a listener there
+/// would never see a client, and UDP echo to them would answer a group.
+fn parse_addresses(text: &str) -> Result<Addresses, String> {
     let usage = "expected IP:PORT or HOST:PORT, e.g. 127.0.0.1:7007, [::1]:7007, localhost:7007";
-    let mut addrs = text
-        .to_socket_addrs()
-        .map_err(|err| format!("`{text}`: {err} ({usage})"))?;
-    addrs
-        .next()
-        .ok_or_else(|| format!("`{text}` resolves to no address ({usage})"))
+    let resolved: Vec<SocketAddr> = match text.parse() {
+        Ok(addr) => vec![addr],
+        Err(_) => text
+            .to_socket_addrs()
+            .map_err(|err| format!("`{text}`: {err} ({usage})"))?
+            .collect(),
+    };
+    let mut addrs: Vec<SocketAddr> = Vec::with_capacity(resolved.len());
+    for addr in resolved {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(format!("`{text}` resolves to no address ({usage})"));
+    }
+    if let Some(addr) = addrs.iter().find(|addr| is_group(addr.ip())) {
+        return Err(format!(
+            "`{text}`: {} is a multicast or broadcast address; give a unicast one",
+            addr.ip()
+        ));
+    }
+    Ok(Addresses {
+        text: text.to_string(),
+        addrs,
+    })
+}
+
+fn is_group(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => ip.is_multicast() || ip.is_broadcast(),
+        IpAddr::V6(ip) => ip.is_multicast(),
+    }
 }
 
 /// A byte count: a plain number, or one with a K, M or G suffix (powers of
@@ -220,20 +365,67 @@ mod tests {
     }
 
     #[test]
-    fn listen_takes_addresses_and_host_names() {
-        assert_eq!(
-            parse_listen("[::1]:7007"),
-            Ok("[::1]:7007".parse().unwrap())
-        );
-        let local = parse_listen("localhost:7007").unwrap();
-        assert!(local.ip().is_loopback() && local.port() == 7007, "{local}");
+    fn listen_takes_addresses_and_every_address_of_a_name() {
+        let v6 = parse_addresses("[::1]:7007").unwrap();
+        assert_eq!(v6.addrs, ["[::1]:7007".parse().unwrap()]);
+        let local = parse_addresses("localhost:7007").unwrap();
+        let mut expected: Vec<SocketAddr> = Vec::new();
+        for addr in ("localhost", 7007).to_socket_addrs().unwrap() {
+            if !expected.contains(&addr) {
+                expected.push(addr);
+            }
+        }
+        assert_eq!(local.addrs, expected);
+        assert!(local.addrs.iter().all(|a| a.ip().is_loopback()));
         for bad in ["7007", "localhost", "127.0.0.1:99999"] {
-            let err = parse_listen(bad).unwrap_err();
+            let err = parse_addresses(bad).unwrap_err();
             assert!(
                 err.contains("expected IP:PORT or HOST:PORT"),
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn group_addresses_are_refused() {
+        for bad in [
+            "224.0.0.1:0",
+            "239.1.1.1:7",
+            "255.255.255.255:0",
+            "[ff02::1]:0",
+        ] {
+            let err = parse_addresses(bad).unwrap_err();
+            assert!(err.contains("multicast or broadcast"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn socket_flags_keep_their_command_line_order() {
+        let config = Config::try_from_args([
+            "echo-reactor",
+            "--udp",
+            "127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:2",
+            "--proxy-listen",
+            "127.0.0.1:3",
+            "--listen=127.0.0.1:4",
+        ])
+        .unwrap();
+        let order: Vec<(Kind, String)> = config
+            .endpoints()
+            .into_iter()
+            .map(|e| (e.kind, e.addresses.text))
+            .collect();
+        let expected = [
+            (Kind::Udp, "127.0.0.1:1"),
+            (Kind::Tcp, "127.0.0.1:2"),
+            (Kind::Proxy, "127.0.0.1:3"),
+            (Kind::Tcp, "127.0.0.1:4"),
+        ];
+        let expected: Vec<(Kind, String)> =
+            expected.iter().map(|(k, t)| (*k, t.to_string())).collect();
+        assert_eq!(order, expected);
     }
 
     #[test]
@@ -270,7 +462,15 @@ mod tests {
     #[test]
     fn defaults_match_the_documentation() {
         let config = Config::parse_from(["echo-reactor"]);
-        assert_eq!(config.listen, "127.0.0.1:7007".parse().unwrap());
+        let endpoints = config.endpoints();
+        assert_eq!(endpoints.len(), 1);
+        assert_eq!(endpoints[0].kind, Kind::Tcp);
+        assert_eq!(
+            endpoints[0].addresses.addrs,
+            ["127.0.0.1:7007".parse().unwrap()]
+        );
+        assert_eq!(config.keepalive, 300);
+        assert!(config.proxy_trust.is_empty());
         assert_eq!(config.max_buffer, 65536);
         assert_eq!(config.max_memory, 256 << 20);
         assert_eq!(config.backlog, 4096);

@@ -11,6 +11,7 @@ use mio::net::TcpStream;
 use crate::deadlines::Kind;
 use crate::logging::WarnLimiter;
 use crate::pending::PendingEcho;
+use crate::proxy_header::{self, Addresses, Parsed};
 use crate::quit::QuitFilter;
 use crate::stats::Stats;
 
@@ -25,9 +26,16 @@ pub const READS_PER_TURN: u32 = 16;
 /// How long a closing connection may keep sending before we close anyway.
 pub const LINGER: Duration = Duration::from_secs(2);
 
+/// How long a PROXY listener's client has to send its whole header. A load
+/// balancer sends it at once; a client still short of it after this is not
+/// one.
+pub const HEADER_WAIT: Duration = Duration::from_secs(3);
+
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// On a PROXY listener: waiting for the header, nothing echoed yet.
+    Header,
     /// Reading and echoing.
     Open,
     /// No more input will be echoed (client EOF, quit line or shutdown):
@@ -125,13 +133,14 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, id: u64, quit_rule: bool, now: Instant) -> Self {
+    /// `proxied`: the client begins with a PROXY header.
+    pub fn new(stream: TcpStream, id: u64, quit_rule: bool, proxied: bool, now: Instant) -> Self {
         Connection {
             stream,
             id,
             pending: PendingEcho::default(),
             quit: quit_rule.then(QuitFilter::new),
-            phase: Phase::Open,
+            phase: if proxied { Phase::Header } else { Phase::Open },
             reason: CloseReason::Client,
             // Registering reports input that is already there, so the first
             // event says whether there is anything to read.
@@ -151,12 +160,14 @@ impl Connection {
     }
 
     /// When the loop must look at this connection without an event: the
-    /// end of its lingering close, else when it has been idle for
-    /// `idle_timeout` (if there is one). Lingering is bounded by `LINGER`
-    /// alone: an idle close there would only count it wrongly.
+    /// end of its lingering close, the end of the wait for its PROXY header,
+    /// else when it has been idle for `idle_timeout` (if there is one).
+    /// Lingering and the header wait are bounded alone: an idle close there
+    /// would only count it wrongly.
     pub fn deadline(&self, idle_timeout: Option<Duration>) -> Option<(Instant, Kind)> {
         match self.phase {
             Phase::Lingering => Some((self.last_active + LINGER, Kind::Linger)),
+            Phase::Header => Some((self.last_active + HEADER_WAIT, Kind::Header)),
             _ => idle_timeout.map(|timeout| (self.last_active + timeout, Kind::Idle)),
         }
     }
@@ -214,10 +225,13 @@ impl Connection {
 
     /// The drain's deadline passed: echo nothing more. The next `advance`
     /// flushes what is owed, shuts the write side and lingers. `Some` when
-    /// the connection failed and must close.
+    /// the connection must close now (it failed, or it had not even sent
+    /// its PROXY header: nothing was echoed to protect).
     pub fn end_input(&mut self, shared: &mut Shared) -> Option<Next> {
-        if self.phase != Phase::Open {
-            return None;
+        match self.phase {
+            Phase::Header => return Some(Next::Close(CloseReason::Shutdown)),
+            Phase::Open => {}
+            Phase::Flushing | Phase::Lingering => return None,
         }
         self.stop_echoing(shared)
             .err()
@@ -227,8 +241,14 @@ impl Connection {
     /// Does whatever the socket allows now: flush pending echo, read and
     /// echo input, or discard input while lingering.
     pub fn advance(&mut self, shared: &mut Shared) -> Next {
-        if self.phase == Phase::Lingering {
-            return self.discard_input(shared);
+        match self.phase {
+            Phase::Lingering => return self.discard_input(shared),
+            Phase::Header => {
+                if let Some(next) = self.read_header(shared) {
+                    return next;
+                }
+            }
+            Phase::Open | Phase::Flushing => {}
         }
         if !self.pending.is_empty() {
             let before = self.pending.footprint();
@@ -328,6 +348,90 @@ impl Connection {
             }
         }
         None
+    }
+
+    /// PROXY listener: reads the header, once whole, off the stream; the
+    /// client's data after it is then echoed like any other (a line starts
+    /// right after it). Peeks until then, so no memory is held for a header
+    /// that arrives in pieces. `None` once the header is gone.
+    fn read_header(&mut self, shared: &mut Shared) -> Option<Next> {
+        if !self.readable {
+            return Some(Next::Wait);
+        }
+        // The read buffer holds the longest header allowed.
+        debug_assert!(shared.buf.len() >= proxy_header::MAX_HEADER);
+        let bytes = &mut shared.buf[..proxy_header::MAX_HEADER];
+        let n = match self.stream.peek(bytes) {
+            // Gone before saying anything (a TCP health check, say).
+            Ok(0) => return Some(Next::Close(CloseReason::Client)),
+            Ok(n) => n,
+            // Not all there yet: the next segment brings a new edge.
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.readable = false;
+                return Some(Next::Wait);
+            }
+            // Nothing was read: the next turn tries again.
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => return Some(Next::Yield),
+            Err(err) => return Some(self.fail(shared, &err)),
+        };
+        let header = match proxy_header::parse(&bytes[..n]) {
+            Parsed::Complete(header) => header,
+            Parsed::Incomplete if !self.read_closed => {
+                // The rest comes as a new segment, with a new edge.
+                self.readable = false;
+                return Some(Next::Wait);
+            }
+            Parsed::Incomplete => return Some(self.refuse(shared, "the client closed mid-header")),
+            Parsed::Invalid(reason) => return Some(self.refuse(shared, &reason)),
+        };
+        // The bytes are queued (the peek saw them): one read takes exactly
+        // the header and leaves the data.
+        match self.stream.read(&mut shared.buf[..header.len]) {
+            Ok(n) if n == header.len => {}
+            Ok(_) => return Some(self.refuse(shared, "the header shrank between peek and read")),
+            Err(err) => return Some(self.fail(shared, &err)),
+        }
+        shared.stats.bytes_in += header.len as u64;
+        self.phase = Phase::Open;
+        self.last_active = shared.now;
+        if log::log_enabled!(log::Level::Debug) {
+            self.log_header(header);
+        }
+        None
+    }
+
+    /// The debug line naming the client the load balancer forwards.
+    fn log_header(&self, header: proxy_header::Header) {
+        let peer = self.peer();
+        let (id, version) = (self.id, header.version);
+        match header.addresses {
+            Addresses::Proxied { source, .. } => {
+                log::debug!("connection {id} from {source} via {peer} (PROXY v{version})")
+            }
+            Addresses::Local => log::debug!("connection {id} from {peer} (PROXY v{version} LOCAL)"),
+            Addresses::Unknown => {
+                log::debug!("connection {id} from {peer} (PROXY v{version} UNKNOWN)")
+            }
+        }
+    }
+
+    /// Not a PROXY header: closed without echoing, logged at debug only (a
+    /// port scanner must not fill the log).
+    fn refuse(&self, shared: &mut Shared, reason: &str) -> Next {
+        shared.stats.proxy_errors += 1;
+        if log::log_enabled!(log::Level::Debug) {
+            let (id, peer) = (self.id, self.peer());
+            log::debug!("connection {id} from {peer}: bad PROXY header: {reason}");
+        }
+        Next::Close(CloseReason::Error)
+    }
+
+    /// The peer's address, for a debug line (asked of the kernel: a
+    /// connection does not keep it).
+    pub fn peer(&self) -> String {
+        self.stream
+            .peer_addr()
+            .map_or_else(|err| format!("? ({err})"), |addr| addr.to_string())
     }
 
     /// The input ends here (EOF or shutdown): bytes held back as a possible

@@ -1,9 +1,10 @@
 //! When each connection next needs the loop's attention without an event:
-//! its idle deadline, or the end of its lingering close. The connection says
+//! its idle deadline, the end of its lingering close, or (on a PROXY
+//! listener) the time its header must have arrived by. The connection says
 //! what its deadline is (`Connection::deadline`); this type only remembers
-//! when to look, on two timing wheels (the idle timeout and the linger time
-//! need different tick sizes), with each connection's timer handle kept here
-//! by slab key.
+//! when to look, on two timing wheels (the idle timeout and the few seconds
+//! of lingering or header wait need different tick sizes), with each
+//! connection's timer handle kept here by slab key.
 //!
 //! A timer that fires is only a reason to look: the reactor asks the
 //! connection for its deadline again and re-arms when it has moved (an idle
@@ -19,6 +20,8 @@ use crate::timers::{TimerHandle, Wheel};
 pub enum Kind {
     Idle,
     Linger,
+    /// A PROXY header still incomplete (on the short wheel, with lingering).
+    Header,
 }
 
 /// One connection's timer.
@@ -34,7 +37,8 @@ enum Timer {
 pub struct Deadlines {
     /// `None` when `--idle-timeout` is 0.
     idle: Option<Wheel<usize>>,
-    linger: Wheel<usize>,
+    /// Lingering and header deadlines: a few seconds ahead.
+    short: Wheel<usize>,
     /// By slab key. A closed connection's entry is `Off`, so a key that is
     /// reused never inherits a timer.
     timers: Vec<Timer>,
@@ -45,10 +49,13 @@ pub struct Deadlines {
 }
 
 impl Deadlines {
-    pub fn new(idle_timeout: Option<Duration>, linger: Duration, now: Instant) -> Self {
+    /// `short`: the reach of the short wheel, the longest of the linger
+    /// time and the header wait (a deadline beyond a wheel's reach is
+    /// clamped, and fires early).
+    pub fn new(idle_timeout: Option<Duration>, short: Duration, now: Instant) -> Self {
         Deadlines {
             idle: idle_timeout.map(|timeout| Wheel::new(timeout, now)),
-            linger: Wheel::new(linger, now),
+            short: Wheel::new(short, now),
             timers: Vec::new(),
             due: Vec::new(),
             expired: Vec::new(),
@@ -63,8 +70,14 @@ impl Deadlines {
             idle.expire(now, &mut self.expired);
             self.note_due(Kind::Idle);
         }
-        self.linger.expire(now, &mut self.expired);
-        self.note_due(Kind::Linger);
+        self.short.expire(now, &mut self.expired);
+        for key in self.expired.drain(..) {
+            // The wheel is shared: the key's timer says which kind fired.
+            if let Timer::Armed(kind, _) = self.timers[key] {
+                self.timers[key] = Timer::Due(kind);
+                self.due.push((key, kind));
+            }
+        }
     }
 
     fn note_due(&mut self, kind: Kind) {
@@ -136,14 +149,14 @@ impl Deadlines {
     /// When the earliest timer fires.
     pub fn next_deadline(&self) -> Option<Instant> {
         let idle = self.idle.as_ref().and_then(Wheel::next_deadline);
-        let linger = self.linger.next_deadline();
-        idle.into_iter().chain(linger).min()
+        let short = self.short.next_deadline();
+        idle.into_iter().chain(short).min()
     }
 
     fn wheel(&mut self, kind: Kind) -> Option<&mut Wheel<usize>> {
         match kind {
             Kind::Idle => self.idle.as_mut(),
-            Kind::Linger => Some(&mut self.linger),
+            Kind::Linger | Kind::Header => Some(&mut self.short),
         }
     }
 }

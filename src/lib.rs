@@ -25,18 +25,22 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod activation;
 pub mod config;
 pub mod connection;
 pub mod deadlines;
+pub mod endpoint;
 pub mod listener;
 pub mod logging;
 pub mod pending;
+pub mod proxy_header;
 pub mod quit;
 pub mod reactor;
 pub mod run_queue;
 pub mod shutdown;
 pub mod stats;
 pub mod timers;
+pub mod udp;
 
 pub use config::Config;
 pub use reactor::Reactor;

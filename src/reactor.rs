@@ -1,5 +1,5 @@
-//! The poll loop: one `mio::Poll` owns the listener, the signal pipe and every
-//! connection. It is mechanism only: accept policy lives in `accept`, when
+//! The poll loop: one `mio::Poll` owns the listeners, the UDP sockets, the
+//! signal pipe and every connection. It is mechanism only: accept policy lives in `accept`, when
 //! to look at a connection without an event in `deadlines`, the shutdown's
 //! stages in `shutdown`, and the echo protocol in `connection`.
 //!
@@ -12,22 +12,23 @@
 //! 3. **signals** before the events, so that a shutdown refuses new clients
 //!    without waiting for the turn's work. Its last accepts take only slab
 //!    keys that were free before the poll, which no event of this turn names.
-//! 4. **events**: each ready connection is served once, up to its share
-//!    (one read buffer's worth). One still queued from the last turn is
-//!    left to step 5, so it never gets two shares in one turn.
-//! 5. **run queue**: the connections that used their share last turn with
-//!    work left. Whoever uses its share now is queued for the *next* turn:
-//!    between two polls no connection reads more than its share.
+//! 4. **events**: each ready connection or UDP socket is served once, up to
+//!    its share (one read buffer's worth, or 64 datagrams). One still
+//!    queued from the last turn is left to step 5, so it never gets two
+//!    shares in one turn.
+//! 5. **run queue**: what used its share last turn with work left. Whoever
+//!    uses its share now is queued for the *next* turn: between two polls
+//!    nothing reads more than its share.
 //! 6. **act on due timers** after the events, so that input which came with
 //!    a deadline counts before an idle close; then wake connections waiting
 //!    for the memory budget if this turn freed some (served next turn).
-//! 7. **accept** a batch last: keys freed by this turn's closes are reused
-//!    only now, after every event that could name them.
+//! 7. **accept** a batch per listener last: keys freed by this turn's closes
+//!    are reused only now, after every event that could name them.
 //! 8. **shutdown**: past the drain deadline, close what is left; exit when
 //!    nothing is left or the closing stage ends.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -40,17 +41,42 @@ use slab::Slab;
 
 use crate::accept::Acceptor;
 use crate::config::Config;
-use crate::connection::{CloseReason, Connection, Next, Shared, LINGER};
+use crate::connection::{CloseReason, Connection, Next, Shared, HEADER_WAIT, LINGER};
 use crate::deadlines::{Deadlines, Kind};
-use crate::listener::{self, context};
+use crate::endpoint;
+use crate::listener::{self, context, Source};
 use crate::logging::WarnLimiter;
-use crate::run_queue::{MemoryWaiters, RunQueue};
+use crate::proxy_header::Cidr;
+use crate::run_queue::{Entry, MemoryWaiters, RunQueue};
 use crate::shutdown::{Mode, Request, Shutdown};
 use crate::stats::Stats;
+use crate::udp::{self, UdpEcho};
 
-/// Connections use their slab key as token; these two sit where no key reaches.
-const LISTENER: Token = Token(usize::MAX);
-const SIGNALS: Token = Token(usize::MAX - 1);
+/// Connections use their slab key as token; the others sit where no key
+/// reaches: listener `i` is `FIRST_LISTENER + i`, UDP socket `i` is
+/// `FIRST_UDP + i`.
+const SIGNALS: Token = Token(usize::MAX);
+const FIRST_LISTENER: usize = usize::MAX / 4;
+const FIRST_UDP: usize = usize::MAX / 2;
+
+/// What an event's token names.
+enum Target {
+    Connection(usize),
+    Listener(usize),
+    Udp(usize),
+    Signals,
+}
+
+impl Target {
+    fn of(token: Token) -> Target {
+        match token.0 {
+            key if key < FIRST_LISTENER => Target::Connection(key),
+            n if n < FIRST_UDP => Target::Listener(n - FIRST_LISTENER),
+            n if Token(n) == SIGNALS => Target::Signals,
+            n => Target::Udp(n - FIRST_UDP),
+        }
+    }
+}
 
 /// The shared read buffer, and so each connection's share of a turn: one
 /// full buffer, then it waits in the run queue while the others are served.
@@ -62,10 +88,16 @@ const EVENTS_PER_POLL: usize = 1024;
 
 pub struct Reactor {
     poll: Poll,
-    local_addr: SocketAddr,
+    /// What is served, in the order the operator asked for it.
+    endpoints: Vec<(endpoint::Kind, SocketAddr)>,
+    source: Source,
     signals: Signals,
     acceptor: Acceptor,
     connections: Slab<Connection>,
+    /// Emptied at shutdown, like the listeners.
+    udp: Vec<UdpEcho>,
+    /// One datagram at a time, of any size: shared by the UDP sockets.
+    udp_buf: Vec<u8>,
     run_queue: RunQueue,
     memory_waiters: MemoryWaiters,
     deadlines: Deadlines,
@@ -75,12 +107,15 @@ pub struct Reactor {
     /// shares; `shared.now` is read once after each poll.
     shared: Shared,
     quit_rule: bool,
+    /// `--proxy-trust`; empty: every peer may use a PROXY listener.
+    proxy_trust: Vec<Cidr>,
+    max_connections: usize,
     /// Connection ids: unique for the process's life, for the log.
     next_id: u64,
 }
 
 impl Reactor {
-    /// Binds the listener (or takes the one systemd passed in) and prepares
+    /// Binds the sockets (or takes the ones systemd passed in) and prepares
     /// the loop. Nothing is served until `run`.
     pub fn bind(config: &Config) -> io::Result<Reactor> {
         Reactor::bind_with_signals(config, &[SIGINT, SIGTERM, SIGHUP, SIGUSR1])
@@ -89,28 +124,50 @@ impl Reactor {
     /// `bind`, handling only `signals`: unit tests take none, so that no
     /// handler outlives them in the test process.
     fn bind_with_signals(config: &Config, signals: &[libc::c_int]) -> io::Result<Reactor> {
-        let mut listener = mio::net::TcpListener::from_std(listener::open(config)?);
-        let local_addr = listener.local_addr()?;
+        let (opened, source) = listener::open(config)?;
+        listener::warn_untrusted(&opened, config);
         let poll = Poll::new().map_err(|err| context(err, "cannot create the poll"))?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let endpoints = opened.iter().map(|o| (o.kind, o.addr)).collect();
+        let (mut listeners, mut udp) = (Vec::new(), Vec::new());
+        for opened in opened {
+            if opened.kind == endpoint::Kind::Udp {
+                let mut socket = mio::net::UdpSocket::from_std(opened.socket.into());
+                let token = Token(FIRST_UDP + udp.len());
+                poll.registry()
+                    .register(&mut socket, token, Interest::READABLE)?;
+                udp.push(UdpEcho::new(socket));
+            } else {
+                let mut socket = mio::net::TcpListener::from_std(opened.socket.into());
+                let token = Token(FIRST_LISTENER + listeners.len());
+                poll.registry()
+                    .register(&mut socket, token, Interest::READABLE)?;
+                listeners.push((socket, opened.kind));
+            }
+        }
         let mut signals =
             Signals::new(signals).map_err(|err| context(err, "cannot install signal handlers"))?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let max_connections = listener::connection_limit(config.max_connections)?;
+        let sockets = listeners.len() + udp.len();
+        let max_connections = listener::connection_limit(config.max_connections, sockets)?;
 
         let now = Instant::now();
         let idle_timeout = (!config.idle_timeout.is_zero()).then_some(config.idle_timeout);
         Ok(Reactor {
             poll,
-            local_addr,
+            endpoints,
+            source,
             signals,
-            acceptor: Acceptor::new(listener, config.accept_batch, max_connections),
+            acceptor: Acceptor::new(listeners, config.accept_batch, max_connections),
             connections: Slab::new(),
+            udp_buf: match udp.is_empty() {
+                true => Vec::new(),
+                false => vec![0; udp::BUFFER_BYTES],
+            },
+            udp,
             run_queue: RunQueue::default(),
             memory_waiters: MemoryWaiters::default(),
-            deadlines: Deadlines::new(idle_timeout, LINGER, now),
+            deadlines: Deadlines::new(idle_timeout, LINGER.max(HEADER_WAIT), now),
             idle_timeout,
             shutdown: Shutdown::new(config.shutdown_timeout, LINGER),
             shared: Shared {
@@ -123,13 +180,26 @@ impl Reactor {
                 warnings: WarnLimiter::default(),
             },
             quit_rule: !config.no_quit,
+            proxy_trust: config.proxy_trust.clone(),
+            max_connections,
             next_id: 0,
         })
     }
 
-    /// The address actually bound: with port 0, the port the kernel chose.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    /// The sockets served, in order, with the addresses actually bound
+    /// (with port 0, the port the kernel chose).
+    pub fn endpoints(&self) -> &[(endpoint::Kind, SocketAddr)] {
+        &self.endpoints
+    }
+
+    /// Whether the sockets came from the flags or from `LISTEN_FDS`.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// `--max-connections`, as lowered to what the descriptor limit allows.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     /// Serves until a signal ends it; returns the final counters (the
@@ -187,10 +257,23 @@ impl Reactor {
 
     /// Step 4 for one event.
     fn handle_event(&mut self, event: &Event, now: Instant) {
-        match event.token() {
-            LISTENER => self.acceptor.handle_event(self.connections.len(), now),
-            SIGNALS => {}
-            Token(key) => {
+        match Target::of(event.token()) {
+            Target::Listener(index) => {
+                let open = self.connections.len();
+                self.acceptor.handle_event(index, open, now);
+            }
+            Target::Udp(index) => {
+                // None once closed by the shutdown earlier in this turn.
+                let Some(socket) = self.udp.get_mut(index) else {
+                    return;
+                };
+                socket.note_readable();
+                if !socket.queued {
+                    self.serve_udp(index);
+                }
+            }
+            Target::Signals => {}
+            Target::Connection(key) => {
                 // An event for a connection closed earlier in this batch
                 // finds no entry: keys freed now are reused only by step 7.
                 let Some(connection) = self.connections.get_mut(key) else {
@@ -211,14 +294,34 @@ impl Reactor {
     /// Step 5: serves last turn's run queue.
     fn serve_run_queue(&mut self) {
         let current = self.run_queue.take_current();
-        for &(key, id) in &current {
-            let Some(connection) = self.connections.get_mut(key).filter(|c| c.id == id) else {
-                continue;
-            };
-            connection.queued = false;
-            self.serve(key);
+        for &entry in &current {
+            match entry {
+                Entry::Connection((key, id)) => {
+                    let Some(connection) = self.connections.get_mut(key).filter(|c| c.id == id)
+                    else {
+                        continue;
+                    };
+                    connection.queued = false;
+                    self.serve(key);
+                }
+                Entry::Udp(index) => {
+                    let Some(socket) = self.udp.get_mut(index) else {
+                        continue;
+                    };
+                    socket.queued = false;
+                    self.serve_udp(index);
+                }
+            }
         }
         self.run_queue.finish_turn(current);
+    }
+
+    /// Echoes what UDP socket `index` has, up to its share.
+    fn serve_udp(&mut self, index: usize) {
+        let socket = &mut self.udp[index];
+        if socket.serve(&mut self.udp_buf, &mut self.shared.stats) == udp::Next::Yield {
+            self.run_queue.push_udp(index, socket);
+        }
     }
 
     /// Lets one connection do what its socket allows, and acts on its answer.
@@ -287,6 +390,16 @@ impl Reactor {
                     debug!("connection {}: idle", connection.id);
                     self.close(key, CloseReason::Idle);
                 }
+                Some((_, Kind::Header)) => {
+                    self.shared.stats.proxy_errors += 1;
+                    debug!(
+                        "connection {} from {}: bad PROXY header: incomplete after {}s",
+                        connection.id,
+                        connection.peer(),
+                        HEADER_WAIT.as_secs_f64()
+                    );
+                    self.close(key, CloseReason::Error);
+                }
                 None => {}
             }
         }
@@ -311,11 +424,18 @@ impl Reactor {
         if !self.acceptor.start_batch(now, whole_backlog) {
             return;
         }
-        while let Some((stream, peer)) =
+        while let Some((stream, peer, kind)) =
             self.acceptor
                 .next(self.connections.len(), now, &mut self.shared.stats)
         {
-            if let Err(err) = self.add_connection(stream, peer, now) {
+            let proxied = kind == endpoint::Kind::Proxy;
+            if proxied && !self.trusts(peer.ip()) {
+                // Dropped: closed before a byte is read.
+                self.shared.stats.proxy_refused += 1;
+                debug!("connection from {peer} refused: not in --proxy-trust");
+                continue;
+            }
+            if let Err(err) = self.add_connection(stream, peer, proxied, now) {
                 // Out of epoll watches or kernel memory: the next client
                 // would fare no better.
                 let what = "cannot register a connection with the poll";
@@ -325,11 +445,18 @@ impl Reactor {
         self.acceptor.end_batch(&mut self.shared.stats);
     }
 
-    /// Registers and keeps a new connection; on error it is dropped (closed).
+    /// Whether a PROXY listener's peer may say who its clients are.
+    fn trusts(&self, peer: IpAddr) -> bool {
+        self.proxy_trust.is_empty() || self.proxy_trust.iter().any(|net| net.contains(peer))
+    }
+
+    /// Registers and keeps a new connection (`proxied`: it begins with a
+    /// PROXY header); on error it is dropped (closed).
     fn add_connection(
         &mut self,
         mut stream: TcpStream,
         peer: SocketAddr,
+        proxied: bool,
         now: Instant,
     ) -> io::Result<()> {
         let entry = self.connections.vacant_entry();
@@ -344,7 +471,7 @@ impl Reactor {
         let id = self.next_id;
         self.next_id += 1;
         self.shared.stats.accepted += 1;
-        let connection = Connection::new(stream, id, self.quit_rule, now);
+        let connection = Connection::new(stream, id, self.quit_rule, proxied, now);
         self.deadlines
             .set(key, connection.deadline(self.idle_timeout));
         entry.insert(connection);
@@ -421,6 +548,8 @@ impl Reactor {
         // reset them. Take them in to be drained, then refuse the rest.
         self.accept(now, true);
         self.acceptor.close();
+        // Datagrams are answered or not, never half done: nothing to drain.
+        self.udp.clear();
         info!(
             "shutting down: draining {} (at most {}s)",
             crate::connections(self.connections.len()),

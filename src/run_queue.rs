@@ -1,28 +1,38 @@
-//! Connections that used their share of a turn with work left: served next
-//! turn without waiting for an event (edge-triggered polling will not
-//! report input that is already there again). And those that stopped
-//! reading for the memory budget, waiting for it to free.
+//! Connections and UDP sockets that used their share of a turn with work
+//! left: served next turn without waiting for an event (edge-triggered
+//! polling will not report input that is already there again). And the
+//! connections that stopped reading for the memory budget, waiting for it
+//! to free.
 //!
-//! A connection is in the queue at most once (its `queued` flag), and what
-//! is queued during a turn is served in the next one, never the same: so no
-//! connection gets more than one share between two polls.
+//! Each is in the queue at most once (its `queued` flag), and what is queued
+//! during a turn is served in the next one, never the same: so none gets
+//! more than one share between two polls.
 
 use std::collections::VecDeque;
 
 use slab::Slab;
 
 use crate::connection::Connection;
+use crate::udp::UdpEcho;
 
 /// A connection as the queue names it: slab key plus id, since a key is
 /// reused once its connection closes.
 pub type ConnRef = (usize, u64);
 
+/// What the run queue holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Connection(ConnRef),
+    /// A UDP socket, by its index among the UDP sockets.
+    Udp(usize),
+}
+
 #[derive(Debug, Default)]
 pub struct RunQueue {
     /// Queued this turn, for the next.
-    next: Vec<ConnRef>,
+    next: Vec<Entry>,
     /// Queued last turn, being served in this one.
-    current: Vec<ConnRef>,
+    current: Vec<Entry>,
 }
 
 impl RunQueue {
@@ -30,7 +40,15 @@ impl RunQueue {
     pub fn push(&mut self, key: usize, connection: &mut Connection) {
         if !connection.queued {
             connection.queued = true;
-            self.next.push((key, connection.id));
+            self.next.push(Entry::Connection((key, connection.id)));
+        }
+    }
+
+    /// Queues UDP socket `index` for the next turn, unless it already is.
+    pub fn push_udp(&mut self, index: usize, socket: &mut UdpEcho) {
+        if !socket.queued {
+            socket.queued = true;
+            self.next.push(Entry::Udp(index));
         }
     }
 
@@ -42,11 +60,11 @@ impl RunQueue {
 
     /// This turn's connections, to serve; hand the vector back with
     /// `finish_turn` so its memory is reused.
-    pub fn take_current(&mut self) -> Vec<ConnRef> {
+    pub fn take_current(&mut self) -> Vec<Entry> {
         std::mem::take(&mut self.current)
     }
 
-    pub fn finish_turn(&mut self, mut served: Vec<ConnRef>) {
+    pub fn finish_turn(&mut self, mut served: Vec<Entry>) {
         served.clear();
         self.current = served;
     }

@@ -36,6 +36,22 @@ pub struct Stats {
     /// Times reading from a connection stopped because the memory budget
     /// (`--max-memory`) was spent.
     pub memory_pauses: u64,
+    /// Datagrams received on `--udp` sockets, and echoed back.
+    pub udp_in: u64,
+    pub udp_out: u64,
+    /// Datagrams not echoed because the socket would block or the send
+    /// failed (UDP may drop; nothing is queued).
+    pub udp_dropped: u64,
+    /// Datagrams from port 0 or from another always-answering UDP service
+    /// (echo, daytime, qotd, chargen, time), never answered: two such
+    /// services would bounce one spoofed datagram forever.
+    pub udp_refused: u64,
+    /// PROXY listener connections closed because their header was missing,
+    /// malformed, too long or too slow.
+    pub proxy_errors: u64,
+    /// PROXY listener connections closed at accept: the peer is outside
+    /// `--proxy-trust`.
+    pub proxy_refused: u64,
 }
 
 impl Stats {
@@ -64,7 +80,8 @@ impl fmt::Display for Stats {
             "accepted={} active={} closed_client={} closed_quit={} closed_idle={} \
              closed_error={} closed_shutdown={} bytes_in={} bytes_out={} accept_batches={} \
              largest_batch={} accept_pauses_fd={} accept_pauses_limit={} backpressure_pauses={} \
-             pending_bytes={} pending_peak={} memory_pauses={}",
+             pending_bytes={} pending_peak={} memory_pauses={} udp_in={} udp_out={} \
+             udp_dropped={} udp_refused={} proxy_errors={} proxy_refused={}",
             self.accepted,
             self.active,
             self.closed_client,
@@ -82,6 +99,12 @@ impl fmt::Display for Stats {
             self.pending_bytes,
             self.pending_peak,
             self.memory_pauses,
+            self.udp_in,
+            self.udp_out,
+            self.udp_dropped,
+            self.udp_refused,
+            self.proxy_errors,
+            self.proxy_refused,
         )
     }
 }

@@ -38,7 +38,7 @@ impl Pair {
             .unwrap();
         let stream = mio::net::TcpStream::from_std(server);
         Pair {
-            connection: Connection::new(stream, 1, true, Instant::now()),
+            connection: Connection::new(stream, 1, true, false, Instant::now()),
             client,
             shared: Shared {
                 buf: vec![0; 4096],

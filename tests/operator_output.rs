@@ -46,9 +46,9 @@ fn the_start_up_line_names_the_pid_and_the_settings_in_force() {
     let line = started_line(&server);
     assert!(line.contains(" INFO "), "{line}");
     assert_eq!(field(&line, "pid"), server.pid.to_string(), "{line}");
-    assert_eq!(field(&line, "listener"), server.addr.to_string(), "{line}");
+    assert_eq!(field(&line, "sockets"), server.addr.to_string(), "{line}");
     let expected = [
-        ("source", "--listen"),
+        ("source", "flags"),
         ("backlog", "77"),
         ("reuse_port", "on"),
         ("max_connections", "321"),
@@ -56,6 +56,8 @@ fn the_start_up_line_names_the_pid_and_the_settings_in_force() {
         ("idle_timeout", "2.5s"),
         ("shutdown_timeout", "7s"),
         ("quit_rule", "off"),
+        ("keepalive", "300s"),
+        ("proxy_trust", "any"),
     ];
     for (key, value) in expected {
         assert_eq!(field(&line, key), value, "{key} in {line}");

@@ -157,7 +157,7 @@ fn socket_activation_serves_the_inherited_listener() {
 }
 
 /// `LISTEN_PID` naming another process: the variables are not for us, so
-/// the server binds `--listen` as usual.
+/// the server binds `--listen` as usual, and says why it ignored them.
 #[test]
 fn socket_activation_for_another_pid_is_ignored() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -165,7 +165,12 @@ fn socket_activation_for_another_pid_is_ignored() {
     let server = socket_activated(listener, Some(1), &["--listen", "127.0.0.1:0"]);
     assert_ne!(server.addr, inherited);
     echo_session(server.addr, b"bound its own\n");
-    assert!(server.log.wait_for("LISTEN_FDS", Duration::ZERO).is_none());
+    let warning = server.log.wait_for("LISTEN_FDS", Duration::ZERO);
+    let warning = warning.unwrap_or_else(|| panic!("no warning:\n{}", server.log.dump()));
+    assert!(
+        warning.contains("WARN") && warning.contains("ignoring"),
+        "{warning}"
+    );
 }
 
 /// Socket activation with a socket that is bound but not listening (a

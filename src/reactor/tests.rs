@@ -30,7 +30,7 @@ fn no_connection_reads_more_than_its_share_between_two_polls() {
     let share = BUF as u64;
     let mut reactor = reactor(BUF);
     let mut events = Events::with_capacity(EVENTS_PER_POLL);
-    let mut client = std::net::TcpStream::connect(reactor.local_addr()).unwrap();
+    let mut client = std::net::TcpStream::connect(reactor.endpoints()[0].1).unwrap();
     client.set_nonblocking(true).unwrap();
     let chunk = [b'x'; 8 * BUF];
     let mut echo = vec![0; 64 * BUF];
@@ -66,7 +66,7 @@ fn no_connection_reads_more_than_its_share_between_two_polls() {
 fn lingering_that_begins_in_a_yielding_turn_is_still_timed() {
     let mut reactor = reactor(1024);
     let mut events = Events::with_capacity(EVENTS_PER_POLL);
-    let mut client = std::net::TcpStream::connect(reactor.local_addr()).unwrap();
+    let mut client = std::net::TcpStream::connect(reactor.endpoints()[0].1).unwrap();
     // On loopback the bytes are in the server's socket when this returns;
     // a turn's share of 1 KiB reads does not drain what follows `quit`.
     client.write_all(b"quit\n").unwrap();
@@ -91,7 +91,7 @@ fn the_drain_deadline_gives_no_second_share_in_a_turn() {
     let mut reactor = Reactor::bind_with_signals(&config, &[]).unwrap();
     reactor.shared.buf = vec![0; 1024];
     let mut events = Events::with_capacity(EVENTS_PER_POLL);
-    let mut client = std::net::TcpStream::connect(reactor.local_addr()).unwrap();
+    let mut client = std::net::TcpStream::connect(reactor.endpoints()[0].1).unwrap();
     turn(&mut reactor, &mut events);
     client.write_all(&[b'x'; 64 << 10]).unwrap();
     // A stop signal whose drain ends in the same turn as the event.

@@ -150,13 +150,26 @@ impl Log {
     }
 }
 
-/// `listening on 127.0.0.1:4242` (with or without its newline) -> the address.
+/// `listening on 127.0.0.1:4242` (with or without its newline, and with or
+/// without a kind after the address) -> the address.
 pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
-    line.trim_end().strip_prefix("listening on ")?.parse().ok()
+    parse_endpoint_line(line).map(|(addr, _)| addr)
+}
+
+/// `listening on ADDR [proxy|udp]` -> the address and its kind: `tcp`,
+/// `proxy` or `udp`.
+pub fn parse_endpoint_line(line: &str) -> Option<(SocketAddr, String)> {
+    let rest = line.trim_end().strip_prefix("listening on ")?;
+    let (addr, kind) = match rest.split_once(' ') {
+        Some((addr, kind @ ("proxy" | "udp"))) => (addr, kind),
+        Some(_) => return None,
+        None => (rest, "tcp"),
+    };
+    Some((addr.parse().ok()?, kind.to_string()))
 }
 
 /// Every field the contract lists, in order.
-pub const STATS_FIELDS: [&str; 17] = [
+pub const STATS_FIELDS: [&str; 23] = [
     "accepted",
     "active",
     "closed_client",
@@ -174,6 +187,12 @@ pub const STATS_FIELDS: [&str; 17] = [
     "pending_bytes",
     "pending_peak",
     "memory_pauses",
+    "udp_in",
+    "udp_out",
+    "udp_dropped",
+    "udp_refused",
+    "proxy_errors",
+    "proxy_refused",
 ];
 
 /// The `key=value` fields of a `stats:` or `final stats:` line; `stats.get(

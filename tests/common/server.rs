@@ -9,19 +9,22 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{
-    connect, fd_count, is_final_stats_line, is_stats_line, parse_listening_line, rss_kib,
-    thread_count, try_echo, Log, Stats, BIN, START_TIMEOUT,
+    connect, fd_count, is_final_stats_line, is_stats_line, parse_endpoint_line,
+    parse_listening_line, rss_kib, thread_count, try_echo, Log, Stats, BIN, START_TIMEOUT,
 };
 
 /// A running `echo-reactor`; killed and reaped on drop.
 pub struct ServerProcess {
     child: Child,
     pub pid: u32,
-    /// From the `listening on` line (the real port).
+    /// From the first `listening on` line (the real port).
     pub addr: SocketAddr,
     /// Everything the server writes to stderr.
     pub log: Arc<Log>,
-    /// Stdout after the `listening on` line (the contract says: nothing).
+    /// The first line of stdout.
+    first_line: String,
+    /// Stdout after the first line: the other sockets' `listening on`
+    /// lines, then (the contract says) nothing.
     stdout_rest: Arc<Log>,
     status: Option<ExitStatus>,
     /// One SIGUSR1 at a time, so each caller gets the line it asked for.
@@ -30,7 +33,8 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts the binary with `args`, adding `--listen 127.0.0.1:0` unless
-    /// `args` has a `--listen`, and waits for its `listening on ADDR` line.
+    /// `args` names a socket (`--listen`, `--proxy-listen`, `--udp`), and
+    /// waits for its first `listening on ADDR` line.
     /// `RUST_LOG` is removed from the environment, so the default level
     /// (info) applies.
     pub fn start(args: &[&str]) -> ServerProcess {
@@ -40,10 +44,12 @@ impl ServerProcess {
     /// Like `start`, with extra environment variables (e.g. `RUST_LOG`).
     pub fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
         let mut cmd = Command::new(BIN);
-        if !args
-            .iter()
-            .any(|a| *a == "--listen" || a.starts_with("--listen="))
-        {
+        let names_a_socket = |arg: &&str| {
+            ["--listen", "--proxy-listen", "--udp"]
+                .iter()
+                .any(|flag| arg == flag || arg.starts_with(&format!("{flag}=")))
+        };
+        if !args.iter().any(names_a_socket) {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         cmd.args(args)
@@ -98,6 +104,7 @@ impl ServerProcess {
             pid,
             addr,
             log,
+            first_line: line.ok().and_then(Result::ok).unwrap_or_default(),
             stdout_rest,
             status: None,
             stats_lock: Mutex::new(()),
@@ -109,9 +116,32 @@ impl ServerProcess {
         connect(self.addr)
     }
 
-    /// What the server wrote to stdout after its `listening on` line so far.
+    /// What the server wrote to stdout after its first line so far.
     pub fn stdout_after_first_line(&self) -> Vec<u8> {
         self.stdout_rest.bytes()
+    }
+
+    /// The first `n` sockets the server announced on stdout (`listening on
+    /// ADDR [proxy|udp]`), in order, as (address, `tcp`|`proxy`|`udp`).
+    /// Waits (bounded) for the lines after the first; panics if fewer come.
+    pub fn endpoints(&self, n: usize) -> Vec<(SocketAddr, String)> {
+        let is_endpoint = |line: &str| parse_endpoint_line(line).is_some();
+        if n > 1 {
+            self.stdout_rest
+                .wait_nth(n - 1, is_endpoint, START_TIMEOUT)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "fewer than {n} `listening on` lines: {:?} then {:?}",
+                        self.first_line,
+                        self.stdout_rest.text()
+                    )
+                });
+        }
+        std::iter::once(self.first_line.clone())
+            .chain(self.stdout_rest.lines())
+            .filter_map(|line| parse_endpoint_line(&line))
+            .take(n)
+            .collect()
     }
 
     /// Waits until the server closed stdout and stderr (it exited and the
