@@ -115,93 +115,6 @@ pub struct Reactor {
 }
 
 impl Reactor {
-    /// Binds the sockets (or takes the ones systemd passed in) and prepares
-    /// the loop. Nothing is served until `run`.
-    pub fn bind(config: &Config) -> io::Result<Reactor> {
-        Reactor::bind_with_signals(config, &[SIGINT, SIGTERM, SIGHUP, SIGUSR1])
-    }
-
-    /// `bind`, handling only `signals`: unit tests take none, so that no
-    /// handler outlives them in the test process.
-    fn bind_with_signals(config: &Config, signals: &[libc::c_int]) -> io::Result<Reactor> {
-        let (opened, source) = listener::open(config)?;
-        listener::warn_untrusted(&opened, config);
-        let poll = Poll::new().map_err(|err| context(err, "cannot create the poll"))?;
-        let endpoints = opened.iter().map(|o| (o.kind, o.addr)).collect();
-        let (mut listeners, mut udp) = (Vec::new(), Vec::new());
-        for opened in opened {
-            if opened.kind == endpoint::Kind::Udp {
-                let mut socket = mio::net::UdpSocket::from_std(opened.socket.into());
-                let token = Token(FIRST_UDP + udp.len());
-                poll.registry()
-                    .register(&mut socket, token, Interest::READABLE)?;
-                udp.push(UdpEcho::new(socket));
-            } else {
-                let mut socket = mio::net::TcpListener::from_std(opened.socket.into());
-                let token = Token(FIRST_LISTENER + listeners.len());
-                poll.registry()
-                    .register(&mut socket, token, Interest::READABLE)?;
-                listeners.push((socket, opened.kind));
-            }
-        }
-        let mut signals =
-            Signals::new(signals).map_err(|err| context(err, "cannot install signal handlers"))?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let sockets = listeners.len() + udp.len();
-        let max_connections = listener::connection_limit(config.max_connections, sockets)?;
-
-        let now = Instant::now();
-        let idle_timeout = (!config.idle_timeout.is_zero()).then_some(config.idle_timeout);
-        Ok(Reactor {
-            poll,
-            endpoints,
-            source,
-            signals,
-            acceptor: Acceptor::new(listeners, config.accept_batch, max_connections),
-            connections: Slab::new(),
-            udp_buf: match udp.is_empty() {
-                true => Vec::new(),
-                false => vec![0; udp::BUFFER_BYTES],
-            },
-            udp,
-            run_queue: RunQueue::default(),
-            memory_waiters: MemoryWaiters::default(),
-            deadlines: Deadlines::new(idle_timeout, LINGER.max(HEADER_WAIT), now),
-            idle_timeout,
-            shutdown: Shutdown::new(config.shutdown_timeout, LINGER),
-            shared: Shared {
-                buf: vec![0; READ_BUFFER_BYTES],
-                stats: Stats::default(),
-                now,
-                max_buffer: config.max_buffer as usize,
-                max_memory: config.max_memory,
-                // Per-connection warnings, limited together.
-                warnings: WarnLimiter::default(),
-            },
-            quit_rule: !config.no_quit,
-            proxy_trust: config.proxy_trust.clone(),
-            max_connections,
-            next_id: 0,
-        })
-    }
-
-    /// The sockets served, in order, with the addresses actually bound
-    /// (with port 0, the port the kernel chose).
-    pub fn endpoints(&self) -> &[(endpoint::Kind, SocketAddr)] {
-        &self.endpoints
-    }
-
-    /// Whether the sockets came from the flags or from `LISTEN_FDS`.
-    pub fn source(&self) -> Source {
-        self.source
-    }
-
-    /// `--max-connections`, as lowered to what the descriptor limit allows.
-    pub fn max_connections(&self) -> usize {
-        self.max_connections
-    }
-
     /// Serves until a signal ends it; returns the final counters (the
     /// caller logs them: the loop no longer runs, so the log may wait).
     pub fn run(mut self) -> io::Result<Stats> {
@@ -479,32 +392,6 @@ impl Reactor {
         Ok(())
     }
 
-    /// Step 8.
-    fn poll_shutdown(&mut self, now: Instant) -> Option<Stats> {
-        if self.shutdown.drain_expired(now) {
-            info!(
-                "shutdown timeout: closing {} that did not finish",
-                crate::connections(self.connections.len())
-            );
-            // Each is served next turn, in step 5, like any queued
-            // connection: none gets a second share in this turn.
-            let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
-            for key in keys {
-                let connection = &mut self.connections[key];
-                match connection.end_input(&mut self.shared) {
-                    Some(next) => self.after_serving(key, next),
-                    None => self.run_queue.push(key, connection),
-                }
-            }
-        }
-        match self.shutdown.mode() {
-            Mode::Serving => None,
-            _ if self.connections.is_empty() => Some(self.finish()),
-            Mode::Closing { until } if now >= until => Some(self.finish()),
-            Mode::Draining { .. } | Mode::Closing { .. } => None,
-        }
-    }
-
     /// How long the next poll may block: not at all when work is waiting,
     /// else until the nearest deadline, else forever.
     fn poll_timeout(&self) -> Option<Duration> {
@@ -523,43 +410,6 @@ impl Reactor {
         .map(|deadline| deadline.saturating_duration_since(self.shared.now))
     }
 
-    /// Step 3. True when the loop must end now.
-    fn handle_signals(&mut self, now: Instant) -> bool {
-        let pending: Vec<i32> = self.signals.pending().collect();
-        let mut exit_now = false;
-        for signal in pending {
-            if signal == SIGUSR1 {
-                crate::info_requested!("stats: {}", self.stats());
-                continue;
-            }
-            match self.shutdown.request(now) {
-                Request::Drain => self.begin_shutdown(now),
-                Request::Same => debug!("signal {signal}: already shutting down"),
-                Request::ExitNow => exit_now = true,
-            }
-        }
-        exit_now
-    }
-
-    /// Stops accepting and lets every connection finish what it was sent.
-    fn begin_shutdown(&mut self, now: Instant) {
-        // Clients whose handshake the kernel has completed think they are
-        // connected and may have sent data: closing the listener would
-        // reset them. Take them in to be drained, then refuse the rest.
-        self.accept(now, true);
-        self.acceptor.close();
-        // Datagrams are answered or not, never half done: nothing to drain.
-        self.udp.clear();
-        info!(
-            "shutting down: draining {} (at most {}s)",
-            crate::connections(self.connections.len()),
-            self.shutdown.drain_timeout().as_secs_f64()
-        );
-        for (_, connection) in self.connections.iter_mut() {
-            connection.begin_shutdown();
-        }
-    }
-
     /// The counters, with `active` read off the slab.
     fn stats(&self) -> Stats {
         Stats {
@@ -567,22 +417,9 @@ impl Reactor {
             ..self.shared.stats.clone()
         }
     }
-
-    /// Closes what is left and returns the totals.
-    fn finish(&mut self) -> Stats {
-        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            // One that was lingering had already ended for its own reason.
-            let connection = &self.connections[key];
-            let reason = match connection.is_lingering() {
-                true => connection.close_reason(),
-                false => CloseReason::Shutdown,
-            };
-            self.close(key, reason);
-        }
-        self.stats()
-    }
 }
 
+mod setup;
+mod shutdown;
 #[cfg(test)]
 mod tests;

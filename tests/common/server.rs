@@ -313,26 +313,31 @@ pub fn send_signal(pid: u32, sig: &str) {
 /// returns its output; kills it and panics if it is still running after
 /// `START_TIMEOUT` (e.g. a bad flag that was accepted and started a server).
 pub fn run_to_exit(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("RUST_LOG").stdin(Stdio::null());
+    run_command_to_exit(cmd)
+}
+
+/// `run_to_exit` for a prepared command (an environment, a launcher that
+/// `exec`s the server).
+pub fn run_command_to_exit(mut cmd: Command) -> Output {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot spawn {BIN}: {e}"));
-    let deadline = Instant::now() + START_TIMEOUT;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().expect("wait");
-            panic!(
-                "`{BIN} {args:?}` still running after {START_TIMEOUT:?}; stdout: {:?} stderr: {:?}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let exited = super::wait_until(START_TIMEOUT, Duration::from_millis(10), || {
+        child.try_wait().expect("try_wait").is_some()
+    });
+    if !exited {
+        let _ = child.kill();
     }
-    child.wait_with_output().expect("collect output")
+    let output = child.wait_with_output().expect("collect output");
+    assert!(
+        exited,
+        "{cmd:?} still running after {START_TIMEOUT:?}; stdout: {:?} stderr: {:?}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
