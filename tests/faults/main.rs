@@ -24,7 +24,9 @@ mod drain;
 mod flows;
 mod neighbour;
 mod netns;
+mod proxy;
 mod streaming;
+mod udp;
 
 use std::time::{Duration, Instant};
 
@@ -68,6 +70,16 @@ const SCENARIOS: &[Scenario] = &[
         name: "bulk_neighbour",
         run: neighbour::bulk_neighbour,
         limit_secs: (60, 120),
+    },
+    Scenario {
+        name: "udp_loss",
+        run: udp::udp_loss,
+        limit_secs: (60, 240),
+    },
+    Scenario {
+        name: "proxy_split_header",
+        run: proxy::proxy_split_header,
+        limit_secs: (120, 240),
     },
 ];
 
