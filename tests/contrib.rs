@@ -224,16 +224,6 @@ fn per_core_script_fails_when_its_servers_cannot_listen() {
     echo_session(taken.addr, b"still serving\n");
 }
 
-/// `haproxy` from PATH or Debian's /usr/sbin (not in a normal user's PATH).
-fn haproxy_binary() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|dir| dir.join("haproxy"))
-        .find(|p| p.is_file())
-        .expect("haproxy is not installed: `make test-deps` (apt-get install haproxy)")
-}
-
 /// The shipped configuration with `from` replaced by `to`, each exactly
 /// once: a change to the file that this test does not know fails it.
 fn substitute(config: &str, changes: &[(&str, String)]) -> String {

@@ -21,22 +21,6 @@ fn started_line(server: &ServerProcess) -> String {
         .unwrap_or_else(|| panic!("no start-up line:\n{}", server.log.dump()))
 }
 
-/// Exit status 2 with the flag named on stderr.
-fn assert_flag_error(args: &[&str], flag: &str) {
-    let out = run_to_exit(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{args:?}: {:?}\n{stderr}",
-        out.status
-    );
-    assert!(
-        stderr.contains(flag),
-        "{args:?}: {flag} not named:\n{stderr}"
-    );
-}
-
 /// `--accept-batch 1`, listeners A and B: while a client fleet keeps
 /// connecting to A, one client on B is accepted and echoed before the fleet
 /// is done (it stops itself after `CAP` connects). Starvation of B would
@@ -196,7 +180,7 @@ fn keepalive_is_set_on_accepted_sockets_and_logged() {
         );
     }
     for bad in ["-1", "abc", "1.5x"] {
-        assert_flag_error(&[&format!("--keepalive={bad}")], "--keepalive");
+        assert_usage_error(&[&format!("--keepalive={bad}")], "--keepalive");
     }
 }
 

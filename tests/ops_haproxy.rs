@@ -12,30 +12,11 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// `haproxy` from PATH or Debian's /usr/sbin (not in a normal user's PATH).
-fn haproxy_binary() -> PathBuf {
-    let candidates = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|dir| dir.join("haproxy"));
-    for path in candidates {
-        if path.is_file() {
-            return path;
-        }
-    }
-    panic!(
-        "haproxy is not installed; these tests need it: \
-         `sudo apt-get install haproxy` (Debian/Ubuntu; .ci/run installs it)"
-    );
-}
 
 /// The health check of the backend section.
 #[derive(Clone, Copy)]
@@ -57,7 +38,6 @@ struct Haproxy {
 
 impl Haproxy {
     fn start(backends: &[SocketAddr], check: Check) -> Haproxy {
-        let bin = haproxy_binary();
         let dir = TempDir::new("haproxy");
         let admin = dir.0.join("admin.sock");
         let frontend: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -90,25 +70,7 @@ impl Haproxy {
              {checks}{servers}",
             admin = admin.display()
         );
-        let cfg = dir.0.join("haproxy.cfg");
-        std::fs::write(&cfg, &config).unwrap();
-        let check_out = Command::new(&bin).arg("-c").arg("-f").arg(&cfg).output();
-        let check_out = check_out.unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
-        assert!(
-            check_out.status.success(),
-            "haproxy rejects the config:\n{config}\n{}",
-            String::from_utf8_lossy(&check_out.stderr)
-        );
-        let mut child = Command::new(&bin)
-            .arg("-db")
-            .arg("-f")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let log = Log::follow(child.stderr.take().unwrap());
+        let (child, log) = start_haproxy(&dir.0, &config);
         let mut proxy = Haproxy {
             child,
             frontend,

@@ -13,12 +13,14 @@
 //! - `data`: deterministic payloads, random numbers, stream hashes
 //! - `quit_reference`: the quit rule written plainly (the fuzz target's too)
 //! - `util`: polling, scratch dirs, free ports, torture sizes and figures
+//! - `haproxy`: real HAProxy in front of the server
 //! - `drivers`: client loops for load and latency (`common::drivers::*`)
 #![allow(dead_code)]
 
 mod client;
 mod data;
 pub mod drivers;
+mod haproxy;
 mod log;
 mod procfs;
 mod quit_reference;
@@ -28,7 +30,9 @@ mod util;
 // Every test crate uses only some of these: a glob it does not use is not
 // an error (the `unused_imports` counterpart of `dead_code` above).
 #[allow(unused_imports)]
-pub use self::{client::*, data::*, log::*, procfs::*, quit_reference::*, server::*, util::*};
+pub use self::{
+    client::*, data::*, haproxy::*, log::*, procfs::*, quit_reference::*, server::*, util::*,
+};
 
 use std::time::Duration;
 

@@ -318,6 +318,23 @@ pub fn run_to_exit(args: &[&str]) -> Output {
     run_command_to_exit(cmd)
 }
 
+/// Runs the binary with bad `args`: it must exit 2 (a usage error) with
+/// `mention` (the flag, say) on stderr.
+pub fn assert_usage_error(args: &[&str], mention: &str) {
+    let out = run_to_exit(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{args:?}: {:?}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stderr.contains(mention),
+        "{args:?}: {mention} not named:\n{stderr}"
+    );
+}
+
 /// `run_to_exit` for a prepared command (an environment, a launcher that
 /// `exec`s the server).
 pub fn run_command_to_exit(mut cmd: Command) -> Output {

@@ -7,25 +7,12 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{binary, proxy_server, wait_connection_line};
 use crate::common::*;
-
-/// `haproxy` from PATH or Debian's /usr/sbin (not in a normal user's PATH).
-fn haproxy_binary() -> PathBuf {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|dir| dir.join("haproxy"))
-        .find(|path| path.is_file())
-        .expect("haproxy is not installed; this test needs it: `make test-deps` (apt-get install haproxy)")
-}
 
 /// A running haproxy (foreground, `-db`) with one frontend per backend
 /// line; killed on drop.
@@ -39,7 +26,6 @@ struct Haproxy {
 impl Haproxy {
     /// One frontend on a free loopback port for each `server` line.
     fn start(servers: &[String]) -> Haproxy {
-        let bin = haproxy_binary();
         let dir = TempDir::new("haproxy-proxy");
         let frontends: Vec<SocketAddr> = servers
             .iter()
@@ -55,25 +41,7 @@ impl Haproxy {
                  backend b{i}\n    {server}\n"
             );
         }
-        let cfg = dir.0.join("haproxy.cfg");
-        std::fs::write(&cfg, &config).unwrap();
-        let check = Command::new(&bin).arg("-c").arg("-f").arg(&cfg).output();
-        let check = check.unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
-        assert!(
-            check.status.success(),
-            "haproxy rejects the config:\n{config}\n{}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-        let mut child = Command::new(&bin)
-            .arg("-db")
-            .arg("-f")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let log = Log::follow(child.stderr.take().unwrap());
+        let (child, log) = start_haproxy(&dir.0, &config);
         Haproxy {
             child,
             frontends,
