@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use log::debug;
 use mio::net::{TcpListener, TcpStream};
 
-use crate::endpoint::Kind;
+use crate::endpoint::SocketKind;
 use crate::logging::WarnLimiter;
 use crate::stats::Stats;
 
@@ -29,7 +29,7 @@ const PAUSE: Duration = Duration::from_millis(100);
 pub struct Listener {
     socket: TcpListener,
     /// `Tcp` or `Proxy`: what its clients begin with.
-    kind: Kind,
+    kind: SocketKind,
     /// Its listen queue may hold clients (see the module doc).
     ready: bool,
 }
@@ -66,7 +66,11 @@ pub struct Acceptor {
 
 impl Acceptor {
     /// `listeners` with their kinds; their index is how events name them.
-    pub fn new(listeners: Vec<(TcpListener, Kind)>, batch: u32, max_connections: usize) -> Self {
+    pub fn new(
+        listeners: Vec<(TcpListener, SocketKind)>,
+        batch: u32,
+        max_connections: usize,
+    ) -> Self {
         let listeners = listeners
             .into_iter()
             .map(|(socket, kind)| Listener {
@@ -160,7 +164,7 @@ impl Acceptor {
         open: usize,
         now: Instant,
         stats: &mut Stats,
-    ) -> Option<(TcpStream, SocketAddr, Kind)> {
+    ) -> Option<(TcpStream, SocketAddr, SocketKind)> {
         while self.visits_left > 0 {
             let listener = &mut self.listeners[self.current];
             if listener.ready && self.batch_left > 0 {

@@ -12,7 +12,7 @@ use std::os::fd::RawFd;
 use log::warn;
 use socket2::{Protocol, Socket, Type};
 
-use crate::endpoint::Kind;
+use crate::endpoint::SocketKind;
 
 /// The first descriptor passed: 0, 1 and 2 are stdio.
 const FIRST_FD: RawFd = 3;
@@ -42,7 +42,7 @@ pub enum Plan {
 /// or exceeds the descriptor limit, or a socket of another kind, naming its
 /// fd.
 /// The variables are removed from the environment either way.
-pub fn inherited() -> Result<Option<Vec<(Kind, Socket)>>, String> {
+pub fn inherited() -> Result<Option<Vec<(SocketKind, Socket)>>, String> {
     let var = |name| std::env::var(name).ok();
     let (pid, fds, names) = (var("LISTEN_PID"), var("LISTEN_FDS"), var("LISTEN_FDNAMES"));
     let nofile = rlimit::getrlimit(rlimit::Resource::NOFILE)
@@ -112,7 +112,7 @@ fn take(
     index: usize,
     fd: RawFd,
     name: Option<&str>,
-) -> Result<(Kind, Socket), String> {
+) -> Result<(SocketKind, Socket), String> {
     // Each take leaves the fd in place when it is of another kind.
     let socket = match table.take_tcp_listener(index) {
         Ok(Some(listener)) => Socket::from(listener),
@@ -126,7 +126,7 @@ fn take(
 
 /// What the server does with a passed inet socket, by its type, protocol
 /// and state, and its name.
-fn kind_of(socket: &Socket, fd: RawFd, name: Option<&str>) -> Result<Kind, String> {
+fn kind_of(socket: &Socket, fd: RawFd, name: Option<&str>) -> Result<SocketKind, String> {
     let named_proxy = name == Some(PROXY_NAME);
     let protocol = socket.protocol().ok().flatten();
     match socket.r#type() {
@@ -134,7 +134,11 @@ fn kind_of(socket: &Socket, fd: RawFd, name: Option<&str>) -> Result<Kind, Strin
         Ok(Type::STREAM)
             if protocol == Some(Protocol::TCP) && socket.is_listener().unwrap_or(false) =>
         {
-            Ok(if named_proxy { Kind::Proxy } else { Kind::Tcp })
+            Ok(if named_proxy {
+                SocketKind::Proxy
+            } else {
+                SocketKind::Tcp
+            })
         }
         // The protocol check keeps out ICMP (ping) sockets, also datagram.
         Ok(Type::DGRAM) if protocol == Some(Protocol::UDP) => match named_proxy {
@@ -142,7 +146,7 @@ fn kind_of(socket: &Socket, fd: RawFd, name: Option<&str>) -> Result<Kind, Strin
                 "fd {fd} passed in LISTEN_FDS is a UDP socket named `{PROXY_NAME}` in \
                  LISTEN_FDNAMES: PROXY is TCP only"
             )),
-            false => Ok(Kind::Udp),
+            false => Ok(SocketKind::Udp),
         },
         _ => Err(not_served(fd)),
     }
@@ -318,11 +322,11 @@ mod tests {
             .bind(&"[::1]:0".parse::<std::net::SocketAddr>().unwrap().into())
             .unwrap();
         listening.listen(8).unwrap();
-        assert_eq!(kind_of(&listening, 3, None), Ok(Kind::Tcp));
-        assert_eq!(kind_of(&listening, 3, Some("web")), Ok(Kind::Tcp));
-        assert_eq!(kind_of(&listening, 3, Some("proxy")), Ok(Kind::Proxy));
+        assert_eq!(kind_of(&listening, 3, None), Ok(SocketKind::Tcp));
+        assert_eq!(kind_of(&listening, 3, Some("web")), Ok(SocketKind::Tcp));
+        assert_eq!(kind_of(&listening, 3, Some("proxy")), Ok(SocketKind::Proxy));
         let udp = new(Domain::IPV4, Type::DGRAM, None);
-        assert_eq!(kind_of(&udp, 4, None), Ok(Kind::Udp));
+        assert_eq!(kind_of(&udp, 4, None), Ok(SocketKind::Udp));
         let err = kind_of(&udp, 4, Some("proxy")).unwrap_err();
         assert!(
             err.starts_with("fd 4 passed in LISTEN_FDS ") && err.contains("TCP only"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use clap_complete::Shell;
 
-use crate::endpoint::Kind;
+use crate::endpoint::SocketKind;
 use crate::proxy_header::Cidr;
 
 /// What `--help` and the man page say beyond the flags: the echo and quit
@@ -149,7 +149,7 @@ pub struct Config {
     /// The socket flags as (kind, nth of that kind), in command-line order:
     /// stdout lists the sockets in the order they were asked for.
     #[arg(skip)]
-    order: Vec<(Kind, usize)>,
+    order: Vec<(SocketKind, usize)>,
 }
 
 /// What `--generate` prints.
@@ -194,7 +194,7 @@ pub struct Addresses {
 /// One socket flag of the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    pub kind: Kind,
+    pub kind: SocketKind,
     pub addresses: Addresses,
 }
 
@@ -214,9 +214,9 @@ impl Config {
         let mut config = Config::from_arg_matches(&matches)?;
         let mut order = Vec::new();
         for (kind, flag) in [
-            (Kind::Tcp, "listen"),
-            (Kind::Proxy, "proxy_listen"),
-            (Kind::Udp, "udp"),
+            (SocketKind::Tcp, "listen"),
+            (SocketKind::Proxy, "proxy_listen"),
+            (SocketKind::Udp, "udp"),
         ] {
             let indices = matches.indices_of(flag).into_iter().flatten();
             order.extend(indices.enumerate().map(|(nth, at)| (at, kind, nth)));
@@ -243,14 +243,14 @@ impl Config {
     /// there is none.
     pub fn endpoints(&self) -> Vec<Endpoint> {
         let of_kind = |kind| match kind {
-            Kind::Tcp => &self.listen,
-            Kind::Proxy => &self.proxy_listen,
-            Kind::Udp => &self.udp,
+            SocketKind::Tcp => &self.listen,
+            SocketKind::Proxy => &self.proxy_listen,
+            SocketKind::Udp => &self.udp,
         };
         let mut order = self.order.clone();
         if order.is_empty() {
             // Built without `from_args` (tests): kind by kind.
-            for kind in [Kind::Tcp, Kind::Proxy, Kind::Udp] {
+            for kind in [SocketKind::Tcp, SocketKind::Proxy, SocketKind::Udp] {
                 order.extend((0..of_kind(kind).len()).map(|nth| (kind, nth)));
             }
         }
@@ -261,7 +261,7 @@ impl Config {
                 addrs: vec![addr],
             };
             return vec![Endpoint {
-                kind: Kind::Tcp,
+                kind: SocketKind::Tcp,
                 addresses,
             }];
         }
@@ -299,7 +299,8 @@ fn parse_addresses(text: &str) -> Result<Addresses, String> {
     if addrs.is_empty() {
         return Err(format!("`{text}` resolves to no address ({usage})"));
     }
-    if let Some(addr) = addrs.iter().find(|addr| is_group(addr.ip())) {
+    // An IPv4-mapped address (`[::ffff:224.0.0.1]`) is its IPv4 one.
+    if let Some(addr) = addrs.iter().find(|addr| is_group(addr.ip().to_canonical())) {
         return Err(format!(
             "`{text}`: {} is a multicast or broadcast address; give a unicast one",
             addr.ip()

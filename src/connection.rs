@@ -125,6 +125,9 @@ pub struct Connection {
     /// The reactor's run queue holds this connection: it is in it at most
     /// once.
     pub queued: bool,
+    /// A new phase brought a deadline of another kind (the header came,
+    /// lingering began): the reactor re-arms the timer and clears this.
+    pub deadline_moved: bool,
     /// The reactor's list of connections waiting for the memory budget
     /// holds it: at most once too.
     pub awaiting_memory: bool,
@@ -149,6 +152,7 @@ impl Connection {
             backpressured: false,
             last_active: now,
             queued: false,
+            deadline_moved: false,
             awaiting_memory: false,
         }
     }
@@ -215,7 +219,7 @@ impl Connection {
     /// side or quits (only that proves its input is over), or the drain's
     /// deadline calls `end_input`.
     pub fn begin_shutdown(&mut self) {
-        if self.phase == Phase::Open {
+        if matches!(self.phase, Phase::Header | Phase::Open) {
             // However it ends from here, the shutdown ended it.
             self.reason = CloseReason::Shutdown;
         }
@@ -403,8 +407,11 @@ impl Connection {
 
     fn fail(&self, shared: &mut Shared, err: &io::Error) -> Next {
         match err.kind() {
-            // The client went away: its own business.
-            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
+            // The client went away (keepalive found it gone: timed out):
+            // its own business.
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::TimedOut => {
                 log::debug!("connection {}: {err}", self.id)
             }
             _ => crate::warn_limited!(shared.warnings, shared.now, "connection {}: {err}", self.id),

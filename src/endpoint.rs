@@ -2,7 +2,7 @@
 
 /// The three kinds of socket the server serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum SocketKind {
     /// A TCP listener whose clients are echoed from their first byte.
     Tcp,
     /// A TCP listener whose clients begin with a PROXY protocol header.
@@ -11,24 +11,24 @@ pub enum Kind {
     Udp,
 }
 
-impl Kind {
+impl SocketKind {
     /// What follows an address to name the kind, after `separator`: nothing
     /// for plain TCP (`listening on ADDR`), else `proxy` or `udp`
     /// (`listening on ADDR udp`).
     pub fn suffix(self, separator: &str) -> String {
         match self {
-            Kind::Tcp => String::new(),
-            Kind::Proxy => format!("{separator}proxy"),
-            Kind::Udp => format!("{separator}udp"),
+            SocketKind::Tcp => String::new(),
+            SocketKind::Proxy => format!("{separator}proxy"),
+            SocketKind::Udp => format!("{separator}udp"),
         }
     }
 
     /// The flag that asks for a socket of this kind.
     pub fn flag(self) -> &'static str {
         match self {
-            Kind::Tcp => "--listen",
-            Kind::Proxy => "--proxy-listen",
-            Kind::Udp => "--udp",
+            SocketKind::Tcp => "--listen",
+            SocketKind::Proxy => "--proxy-listen",
+            SocketKind::Udp => "--udp",
         }
     }
 }

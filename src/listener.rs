@@ -10,7 +10,7 @@ use log::{info, warn};
 use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
 
 use crate::config::{Config, Endpoint};
-use crate::endpoint::Kind;
+use crate::endpoint::SocketKind;
 
 /// Descriptors the server needs besides connections: stdio, epoll, the
 /// signal pipe, and slack (listeners are counted apart).
@@ -21,7 +21,7 @@ const KEEPALIVE_PROBES: u32 = 3;
 
 /// A socket ready to serve.
 pub struct Opened {
-    pub kind: Kind,
+    pub kind: SocketKind,
     pub addr: SocketAddr,
     pub socket: Socket,
 }
@@ -62,7 +62,7 @@ pub fn open(config: &Config) -> io::Result<(Vec<Opened>, Source)> {
 }
 
 /// `127.0.0.1:7007,127.0.0.1:7007/udp`: sockets for one log field.
-pub fn names(sockets: impl Iterator<Item = (Kind, SocketAddr)>) -> String {
+pub fn names(sockets: impl Iterator<Item = (SocketKind, SocketAddr)>) -> String {
     let names: Vec<String> = sockets
         .map(|(kind, addr)| format!("{addr}{}", kind.suffix("/")))
         .collect();
@@ -80,7 +80,7 @@ fn flags_given(config: &Config) -> String {
 }
 
 /// Every address of every socket flag, in command-line order.
-fn bind_all(config: &Config) -> io::Result<Vec<(Kind, Socket)>> {
+fn bind_all(config: &Config) -> io::Result<Vec<(SocketKind, Socket)>> {
     let mut sockets = Vec::new();
     for Endpoint { kind, addresses } in config.endpoints() {
         // Port 0 with several addresses: all take the port the kernel
@@ -93,7 +93,7 @@ fn bind_all(config: &Config) -> io::Result<Vec<(Kind, Socket)>> {
             }
             let socket = bind(addr, kind, config).map_err(|err| {
                 let what = match kind {
-                    Kind::Udp => format!("cannot listen on {addr} (udp)"),
+                    SocketKind::Udp => format!("cannot listen on {addr} (udp)"),
                     _ => format!("cannot listen on {addr}"),
                 };
                 context(err, &what)
@@ -105,18 +105,19 @@ fn bind_all(config: &Config) -> io::Result<Vec<(Kind, Socket)>> {
     Ok(sockets)
 }
 
-fn bind(addr: SocketAddr, kind: Kind, config: &Config) -> io::Result<Socket> {
+fn bind(addr: SocketAddr, kind: SocketKind, config: &Config) -> io::Result<Socket> {
     let (ty, protocol) = match kind {
-        Kind::Udp => (Type::DGRAM, Protocol::UDP),
-        Kind::Tcp | Kind::Proxy => (Type::STREAM, Protocol::TCP),
+        SocketKind::Udp => (Type::DGRAM, Protocol::UDP),
+        SocketKind::Tcp | SocketKind::Proxy => (Type::STREAM, Protocol::TCP),
     };
     let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
-    if addr.is_ipv6() {
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
         // IPv6 only, so that `0.0.0.0:P` and `[::]:P` can both be bound
-        // (and mean what they say) whatever net.ipv6.bindv6only is.
+        // (and mean what they say) whatever net.ipv6.bindv6only is. (Not
+        // on other IPv6 addresses: an IPv4-mapped one needs it off.)
         socket.set_only_v6(true)?;
     }
-    if kind != Kind::Udp {
+    if kind != SocketKind::Udp {
         // Restart without waiting for TIME_WAIT to clear; a live listener
         // on the port still makes bind fail.
         socket.set_reuse_address(true)?;
@@ -125,7 +126,7 @@ fn bind(addr: SocketAddr, kind: Kind, config: &Config) -> io::Result<Socket> {
         socket.set_reuse_port(true)?;
     }
     socket.bind(&addr.into())?;
-    if kind != Kind::Udp {
+    if kind != SocketKind::Udp {
         socket.listen(config.backlog)?;
     }
     Ok(socket)
@@ -139,9 +140,9 @@ fn bind(addr: SocketAddr, kind: Kind, config: &Config) -> io::Result<Socket> {
 /// - Urgent data (telnet's interrupt) stays in the stream, so its byte is
 ///   echoed in order like any other.
 /// - Keepalive finds peers that vanished without a FIN or RST.
-fn prepare(socket: &Socket, kind: Kind, keepalive_secs: u32) -> io::Result<()> {
+fn prepare(socket: &Socket, kind: SocketKind, keepalive_secs: u32) -> io::Result<()> {
     socket.set_nonblocking(true)?;
-    if kind == Kind::Udp {
+    if kind == SocketKind::Udp {
         return Ok(());
     }
     socket.set_tcp_nodelay(true)?;
@@ -171,7 +172,7 @@ pub fn warn_untrusted(opened: &[Opened], config: &Config) {
         return;
     }
     for socket in opened {
-        if socket.kind == Kind::Proxy && !socket.addr.ip().is_loopback() {
+        if socket.kind == SocketKind::Proxy && !socket.addr.ip().is_loopback() {
             warn!(
                 "PROXY listener {} trusts every peer: any client that reaches it can claim \
                  any address; limit it with --proxy-trust CIDR",
@@ -233,5 +234,14 @@ mod tests {
             Duration::from_secs(20)
         );
         assert_eq!(socket.tcp_keepalive_retries().unwrap(), 3);
+    }
+
+    #[test]
+    fn an_ipv4_mapped_address_binds_and_serves_ipv4_clients() {
+        let config = Config::with_listen("[::ffff:127.0.0.1]:0".parse().unwrap());
+        let (mut opened, _) = open(&config).unwrap();
+        let listener = std::net::TcpListener::from(opened.remove(0).socket);
+        let port = listener.local_addr().unwrap().port();
+        std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     }
 }

@@ -43,7 +43,7 @@ use crate::accept::Acceptor;
 use crate::config::Config;
 use crate::connection::{CloseReason, Connection, Next, Shared, HEADER_WAIT, LINGER};
 use crate::deadlines::{Deadlines, Kind};
-use crate::endpoint;
+use crate::endpoint::SocketKind;
 use crate::listener::{self, context, Source};
 use crate::logging::WarnLimiter;
 use crate::proxy_header::Cidr;
@@ -84,12 +84,14 @@ impl Target {
 /// 4 KiB keeps a 64-byte ping-pong's p99 at 0.13-0.2 ms where 64 KiB let it
 /// reach 1.1 ms and 1 MiB 2 ms (docs/design.md).
 const READ_BUFFER_BYTES: usize = 4 * 1024;
+// A PROXY header is peeked into the read buffer whole.
+const _: () = assert!(READ_BUFFER_BYTES >= crate::proxy_header::MAX_HEADER);
 const EVENTS_PER_POLL: usize = 1024;
 
 pub struct Reactor {
     poll: Poll,
     /// What is served, in the order the operator asked for it.
-    endpoints: Vec<(endpoint::Kind, SocketAddr)>,
+    endpoints: Vec<(SocketKind, SocketAddr)>,
     source: Source,
     signals: Signals,
     acceptor: Acceptor,
@@ -242,7 +244,7 @@ impl Reactor {
         let connection = &mut self.connections[key];
         let next = connection.advance(&mut self.shared);
         // The common answer, settled here without a second slab lookup.
-        if next == Next::Wait && !connection.is_lingering() {
+        if next == Next::Wait && !connection.deadline_moved {
             return;
         }
         self.after_serving(key, next);
@@ -257,9 +259,9 @@ impl Reactor {
             Next::WaitForMemory => self.memory_waiters.push(key, connection),
             Next::Wait => {}
         }
-        // Lingering began: its deadline replaces the idle one. Checked from
-        // the phase, since the turn lingering began may end in a yield.
-        if connection.is_lingering() {
+        // The header came or lingering began: the new phase's deadline
+        // replaces the old one (a turn that moved it may end in a yield).
+        if std::mem::take(&mut connection.deadline_moved) {
             let deadline = connection.deadline(self.idle_timeout);
             self.deadlines.set(key, deadline);
         }
@@ -341,7 +343,7 @@ impl Reactor {
             self.acceptor
                 .next(self.connections.len(), now, &mut self.shared.stats)
         {
-            let proxied = kind == endpoint::Kind::Proxy;
+            let proxied = kind == SocketKind::Proxy;
             if proxied && !self.trusts(peer.ip()) {
                 // Dropped: closed before a byte is read.
                 self.shared.stats.proxy_refused += 1;

@@ -63,18 +63,19 @@ fn socket_flags_keep_their_command_line_order() {
         "--listen=127.0.0.1:4",
     ])
     .unwrap();
-    let order: Vec<(Kind, String)> = config
+    let order: Vec<(SocketKind, String)> = config
         .endpoints()
         .into_iter()
         .map(|e| (e.kind, e.addresses.text))
         .collect();
     let expected = [
-        (Kind::Udp, "127.0.0.1:1"),
-        (Kind::Tcp, "127.0.0.1:2"),
-        (Kind::Proxy, "127.0.0.1:3"),
-        (Kind::Tcp, "127.0.0.1:4"),
+        (SocketKind::Udp, "127.0.0.1:1"),
+        (SocketKind::Tcp, "127.0.0.1:2"),
+        (SocketKind::Proxy, "127.0.0.1:3"),
+        (SocketKind::Tcp, "127.0.0.1:4"),
     ];
-    let expected: Vec<(Kind, String)> = expected.iter().map(|(k, t)| (*k, t.to_string())).collect();
+    let expected: Vec<(SocketKind, String)> =
+        expected.iter().map(|(k, t)| (*k, t.to_string())).collect();
     assert_eq!(order, expected);
 }
 
@@ -114,7 +115,7 @@ fn defaults_match_the_documentation() {
     let config = Config::parse_from(["echo-reactor"]);
     let endpoints = config.endpoints();
     assert_eq!(endpoints.len(), 1);
-    assert_eq!(endpoints[0].kind, Kind::Tcp);
+    assert_eq!(endpoints[0].kind, SocketKind::Tcp);
     assert_eq!(
         endpoints[0].addresses.addrs,
         ["127.0.0.1:7007".parse().unwrap()]

@@ -26,6 +26,7 @@ impl Connection {
             Err(err) => return self.fail(shared, &err),
         }
         self.phase = Phase::Lingering;
+        self.deadline_moved = true;
         self.last_active = shared.now;
         self.discard_input(shared)
     }

@@ -20,7 +20,7 @@ impl Connection {
         let bytes = &mut shared.buf[..proxy_header::MAX_HEADER];
         let n = match self.stream.peek(bytes) {
             // Gone before saying anything (a TCP health check, say).
-            Ok(0) => return Some(Next::Close(CloseReason::Client)),
+            Ok(0) => return Some(Next::Close(self.reason)),
             Ok(n) => n,
             // Not all there yet: the next segment brings a new edge.
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
@@ -33,6 +33,11 @@ impl Connection {
         };
         let header = match proxy_header::parse(&bytes[..n]) {
             Parsed::Complete(header) => header,
+            // Linux ends every read at the urgent mark: a header with urgent
+            // data inside would look incomplete until its deadline.
+            Parsed::Incomplete if self.urgent => {
+                return Some(self.refuse(shared, "urgent data inside the header"))
+            }
             Parsed::Incomplete if !self.read_closed => {
                 // The rest comes as a new segment, with a new edge.
                 self.readable = false;
@@ -51,6 +56,8 @@ impl Connection {
         shared.stats.bytes_in += header.len as u64;
         self.phase = Phase::Open;
         self.last_active = shared.now;
+        // The idle timeout applies from now, not the header's deadline.
+        self.deadline_moved = true;
         if log::log_enabled!(log::Level::Debug) {
             self.log_header(header);
         }

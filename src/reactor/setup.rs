@@ -21,7 +21,7 @@ impl Reactor {
         let endpoints = opened.iter().map(|o| (o.kind, o.addr)).collect();
         let (mut listeners, mut udp) = (Vec::new(), Vec::new());
         for opened in opened {
-            if opened.kind == endpoint::Kind::Udp {
+            if opened.kind == SocketKind::Udp {
                 let mut socket = mio::net::UdpSocket::from_std(opened.socket.into());
                 let token = Token(FIRST_UDP + udp.len());
                 poll.registry()
@@ -79,7 +79,7 @@ impl Reactor {
 
     /// The sockets served, in order, with the addresses actually bound
     /// (with port 0, the port the kernel chose).
-    pub fn endpoints(&self) -> &[(endpoint::Kind, SocketAddr)] {
+    pub fn endpoints(&self) -> &[(SocketKind, SocketAddr)] {
         &self.endpoints
     }
 
