@@ -75,7 +75,8 @@ DATADIR ?= $(PREFIX)/share
 MANDIR  ?= $(DATADIR)/man
 DOCDIR  ?= $(DATADIR)/doc/echo-reactor
 UNITDIR ?= $(PREFIX)/lib/systemd/system
-UNITS   := echo-reactor.service echo-reactor.socket echo-reactor@.service
+UNITS   := echo-reactor.service echo-reactor.socket echo-reactor-proxy.socket \
+	echo-reactor@.service
 INSTALLED := $(BINDIR)/echo-reactor $(BINDIR)/echo-reactor-per-core \
 	$(MANDIR)/man1/echo-reactor.1 \
 	$(DATADIR)/bash-completion/completions/echo-reactor \

@@ -13,7 +13,7 @@ use crate::proxy_header::Cidr;
 /// What `--help` and the man page say beyond the flags: the echo and quit
 /// rules and the output contract.
 const LONG_ABOUT: &str = "\
-A TCP echo server: one thread, one mio poll loop. Every byte a client sends \
+A TCP and UDP echo server: one thread, one mio poll loop. Every byte a client sends \
 comes back to it, in order, binary included.
 
 The quit rule (off with --no-quit): a line whose first four bytes are `quit` \

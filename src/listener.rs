@@ -71,6 +71,9 @@ pub fn names(sockets: impl Iterator<Item = (SocketKind, SocketAddr)>) -> String 
 
 /// The socket flags as given, for the line saying they were ignored.
 fn flags_given(config: &Config) -> String {
+    if config.listen.is_empty() && config.proxy_listen.is_empty() && config.udp.is_empty() {
+        return "the default --listen".to_string();
+    }
     let flags: Vec<String> = config
         .endpoints()
         .iter()

@@ -16,9 +16,10 @@ use std::process::{Command, Output, Stdio};
 use clap::CommandFactory;
 use common::*;
 
-const UNITS: [&str; 3] = [
+const UNITS: [&str; 4] = [
     "echo-reactor.service",
     "echo-reactor.socket",
+    "echo-reactor-proxy.socket",
     "echo-reactor@.service",
 ];
 
@@ -222,6 +223,7 @@ fn installed_units_pass_systemd_analyze_verify() {
     let out = Command::new(analyze)
         .current_dir(&units)
         .args(["verify", "echo-reactor.socket", "echo-reactor.service"])
+        .arg("echo-reactor-proxy.socket")
         .args(["echo-reactor@0.service", "echo-reactor@1.service"])
         .env("MANPATH", prefix.join("share/man"))
         .stdin(Stdio::null())
