@@ -24,9 +24,10 @@ test-nc: build
 
 # The tests need OpenBSD netcat (for -N), haproxy (the balancer test),
 # systemd's systemd-analyze (checks the shipped units; it starts nothing),
-# strace and python3 (the profiling script's test), and nftables and iproute2
-# (the fault suite's loss and slow link; without them it skips); install
-# what is missing if we can, else say how.
+# strace and python3 (the profiling script's test), socat (the UDP script's
+# socat cases), and nftables and iproute2 (the fault suite's loss and slow
+# link; without them it skips); install what is missing if we can, else say
+# how.
 test-deps:
 	@missing=""; \
 	nc -h 2>&1 | grep -q -- '-N' || missing="$$missing netcat-openbsd"; \
@@ -34,6 +35,7 @@ test-deps:
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v strace >/dev/null || missing="$$missing strace"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
+	command -v socat >/dev/null || missing="$$missing socat"; \
 	command -v nft >/dev/null || missing="$$missing nftables"; \
 	{ command -v tc >/dev/null && command -v ip >/dev/null; } || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \

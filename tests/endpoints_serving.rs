@@ -19,21 +19,6 @@ fn started_line(server: &ServerProcess) -> String {
         .unwrap_or_else(|| panic!("no start-up line:\n{}", server.log.dump()))
 }
 
-/// Waits until process `pid` is in one of `states` (`T`: stopped), as
-/// /proc/PID/stat says.
-fn wait_process_state(pid: u32, states: &[char]) {
-    let mut last = String::new();
-    let reached = wait_until(IO_TIMEOUT, Duration::from_millis(2), || {
-        last = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // The state follows the command name, which may hold spaces.
-        let state = last
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim().chars().next());
-        state.is_some_and(|c| states.contains(&c))
-    });
-    assert!(reached, "process {pid} never in state {states:?}: {last}");
-}
-
 /// Waits until the listen queue of `listener` holds `n` clients (a
 /// listening socket's rx_queue in /proc/net/tcp is its accept backlog).
 fn wait_backlog(listener: SocketAddr, n: u64) {
@@ -66,8 +51,7 @@ fn accept_turns_are_fair_across_listeners() {
     );
     let endpoints = server.endpoints(2);
     let (a, b) = (endpoints[0].0, endpoints[1].0);
-    server.signal("STOP");
-    wait_process_state(server.pid, &['T']);
+    server.pause();
     // The handshakes complete in the kernel: the clients wait in the
     // listen queues, none accepted yet.
     let fleet: Vec<TcpStream> = (0..ON_A).map(|_| connect(a)).collect();
@@ -75,7 +59,7 @@ fn accept_turns_are_fair_across_listeners() {
     let mut quiet = connect(b);
     wait_backlog(b, 1);
     let port = quiet.local_addr().unwrap().port();
-    server.signal("CONT");
+    server.resume();
     let opened = format!(" from 127.0.0.1:{port} opened");
     let line = server
         .log

@@ -4,14 +4,18 @@
 //! too long or unfinished header closes the connection with nothing echoed
 //! (`proxy_errors`, a debug line); `--proxy-trust` refuses peers outside its
 //! networks at accept (`proxy_refused`). The headers are written out by
-//! hand. `proxy/bad_headers.rs` has what is not a header, `proxy/haproxy.rs`
-//! checks the good ones against real HAProxy.
+//! hand. `proxy/bad_headers.rs` has what is not a header,
+//! `proxy/header_phase.rs` where the header phase meets idle timeouts,
+//! urgent data and shutdown, `proxy/haproxy.rs` checks the good ones against
+//! real HAProxy.
 
 #[path = "proxy/bad_headers.rs"]
 mod bad_headers;
 mod common;
 #[path = "proxy/haproxy.rs"]
 mod haproxy;
+#[path = "proxy/header_phase.rs"]
+mod header_phase;
 
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -182,24 +186,47 @@ fn v1_and_v2_headers_are_removed_and_the_rest_echoed_exactly() {
     assert_eq!(stats.get("proxy_refused"), 0, "{stats:?}");
 }
 
-/// The header in two writes at every byte, and one byte a write. Each write
-/// leaves at once (TCP_NODELAY), so the server mostly reads the pieces
-/// separately; where the kernel joins them the result must be the same.
+/// Writes `bytes` and waits until the server's socket holds `queued`
+/// unread bytes: a server still waiting for the rest of a header peeks and
+/// leaves what it has queued, so the next write reaches it apart. (One
+/// /proc read a check: each reads the whole TCP table.)
+fn write_and_wait_queued(stream: &mut TcpStream, bytes: &[u8], queued: usize, what: &str) {
+    let (local, peer) = (stream.local_addr().unwrap(), stream.peer_addr().unwrap());
+    stream
+        .write_all(bytes)
+        .unwrap_or_else(|e| panic!("{what}: write: {e}"));
+    let mut last = None;
+    wait_until(IO_TIMEOUT, Duration::from_millis(1), || {
+        last = tcp_queues(peer, local).map(|q| q.1);
+        // None: the server's socket is gone (closed).
+        last.is_none_or(|unread| unread == queued as u64)
+    });
+    assert_eq!(last, Some(queued as u64), "{what}: unread at the server");
+}
+
+/// The header in two writes at every byte, and one byte a write, each part
+/// queued at the server before the next is sent: the server sees every
+/// split apart.
 #[test]
 fn a_header_split_anywhere_is_still_one_header() {
     let (server, addr) = proxy_server(&[]);
     for (name, header, source, version) in headers() {
         for cut in 1..header.len() {
+            let what = format!("{name} cut at {cut}");
             let mut stream = connect(addr);
-            stream.write_all(&header[..cut]).unwrap();
-            stream.write_all(&header[cut..]).unwrap();
-            echo(&mut stream, format!("{name} cut at {cut}\n").as_bytes());
+            write_and_wait_queued(&mut stream, &header[..cut], cut, &what);
+            let rest = stream.write_all(&header[cut..]);
+            rest.unwrap_or_else(|e| panic!("{what}: the rest: {e}"));
+            echo(&mut stream, format!("{what}\n").as_bytes());
             finish(stream);
         }
         let mut stream = connect(addr);
-        for byte in &header {
-            stream.write_all(std::slice::from_ref(byte)).unwrap();
+        let what = format!("{name} a byte at a time");
+        for (i, byte) in header[..header.len() - 1].iter().enumerate() {
+            write_and_wait_queued(&mut stream, std::slice::from_ref(byte), i + 1, &what);
         }
+        let last = stream.write_all(&header[header.len() - 1..]);
+        last.unwrap_or_else(|e| panic!("{what}: the last byte: {e}"));
         echo(&mut stream, b"after a byte at a time\n");
         let via = stream.local_addr().unwrap();
         finish(stream);

@@ -357,11 +357,7 @@ fn a_socket_serves_its_share_a_turn_and_comes_back_for_the_rest() {
     let sockets = udp_endpoints(&server, 2);
     let (a, b) = (sockets[0], sockets[1]);
     let client = udp_client(a);
-    server.signal("STOP");
-    let stat = format!("/proc/{}/stat", server.pid);
-    // The state follows the command name: `PID (echo-reactor) T ...`.
-    let stopped = || std::fs::read_to_string(&stat).is_ok_and(|t| t.contains(") T "));
-    assert!(wait_until(IO_TIMEOUT, Duration::from_millis(2), stopped));
+    server.pause();
     let msg = |i: usize| format!("to A #{i:03}");
     for i in 0..TO_A {
         client.send_to(msg(i).as_bytes(), a).unwrap();
@@ -375,7 +371,7 @@ fn a_socket_serves_its_share_a_turn_and_comes_back_for_the_rest() {
         last.is_some_and(|((rx, da), (rx_b, db))| rx >= least && rx_b > 0 && da + db == 0)
     });
     assert!(queued, "(rx_queue, drops) of A and B: {last:?}");
-    server.signal("CONT");
+    server.resume();
     // Bounded: one receive per echo, each within 5 s.
     client
         .set_read_timeout(Some(Duration::from_secs(5)))

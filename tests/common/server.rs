@@ -155,6 +155,27 @@ impl ServerProcess {
         send_signal(self.pid, sig);
     }
 
+    /// Stops the server (SIGSTOP) and waits until /proc says it is stopped:
+    /// what clients send meanwhile queues in the kernel, for the server to
+    /// find all at once when `resume` lets it go on.
+    pub fn pause(&self) {
+        self.signal("STOP");
+        let stat = format!("/proc/{}/stat", self.pid);
+        let mut last = String::new();
+        let stopped = super::wait_until(super::IO_TIMEOUT, Duration::from_millis(2), || {
+            last = std::fs::read_to_string(&stat).unwrap_or_default();
+            // The state follows the command name, which may hold spaces.
+            last.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('T'))
+        });
+        assert!(stopped, "server {} never stopped: {last}", self.pid);
+    }
+
+    /// Lets a `pause`d server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
     /// Sends SIGUSR1 and returns the `stats:` snapshot it logs.
     pub fn stats(&self) -> Stats {
         let _serial = self.stats_lock.lock().unwrap_or_else(|e| e.into_inner());

@@ -22,6 +22,7 @@ mod burst;
 mod closing;
 mod drain;
 mod flows;
+mod keepalive;
 mod neighbour;
 mod netns;
 mod proxy;
@@ -80,6 +81,11 @@ const SCENARIOS: &[Scenario] = &[
         name: "proxy_split_header",
         run: proxy::proxy_split_header,
         limit_secs: (120, 240),
+    },
+    Scenario {
+        name: "keepalive_vanished_peer",
+        run: keepalive::keepalive_vanished_peer,
+        limit_secs: (60, 60),
     },
 ];
 
