@@ -26,7 +26,7 @@ use crate::stats::Stats;
 const PAUSE: Duration = Duration::from_millis(100);
 
 /// One listening socket.
-pub struct Listener {
+struct Listener {
     socket: TcpListener,
     /// `Tcp` or `Proxy`: what its clients begin with.
     kind: SocketKind,

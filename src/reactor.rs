@@ -1,7 +1,8 @@
 //! The poll loop: one `mio::Poll` owns the listeners, the UDP sockets, the
-//! signal pipe and every connection. It is mechanism only: accept policy lives in `accept`, when
-//! to look at a connection without an event in `deadlines`, the shutdown's
-//! stages in `shutdown`, and the echo protocol in `connection`.
+//! signal pipe and every connection. It is mechanism only: accept policy
+//! lives in `accept`, when to look at a connection without an event in
+//! `deadlines`, the shutdown's stages in `shutdown`, the echo protocol in
+//! `connection` and `udp`.
 //!
 //! # A turn
 //! `run` repeats these steps; their order is the design:
