@@ -1,6 +1,8 @@
 # echo-reactor: `make run` starts the server, `make test` runs every test.
 CARGO   ?= cargo
 ADDR    ?= 127.0.0.1:7007
+# More flags for `make run`, e.g. ARGS='--udp 127.0.0.1:7007 --proxy-listen 127.0.0.1:7008'.
+ARGS    ?=
 RELEASE := $(or $(CARGO_TARGET_DIR),target)/release/echo-reactor
 
 .PHONY: build run test test-cargo test-nc test-deps lint strace perf bench bench-quick bench-build torture fuzz install uninstall
@@ -9,7 +11,7 @@ build:
 	$(CARGO) build --release
 
 run: build
-	$(RELEASE) --listen $(ADDR)
+	$(RELEASE) --listen $(ADDR) $(ARGS)
 
 test: build test-deps test-cargo test-nc
 
