@@ -102,8 +102,13 @@ fn perf_profile_refuses_where_kernel_frames_are_hidden() {
         return;
     }
     let dir = TempDir::new("profile-perf");
-    // The unprivileged user writes its output here.
+    // The unprivileged user writes its output here, and runs the script
+    // from here: the checkout may sit in a directory only root can enter
+    // (a clone into `mktemp -d`). It refuses before it needs anything else.
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script_copy = dir.0.join("profile.sh");
+    std::fs::copy(script(), &script_copy).unwrap();
+    let script_copy = script_copy.display().to_string();
     let mut cmd;
     if effective_uid() == 0 {
         // As nobody: setuid away from root drops every capability.
@@ -113,7 +118,7 @@ fn perf_profile_refuses_where_kernel_frames_are_hidden() {
         cmd = Command::new("bash");
     }
     let child = cmd
-        .args([script().as_str(), "perf"])
+        .args([script_copy.as_str(), "perf"])
         .env("ECHO_REACTOR", BIN)
         .env("PROFILE_OUT", &dir.0)
         .env("SECS", "1")
