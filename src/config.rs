@@ -226,7 +226,27 @@ impl Config {
             .into_iter()
             .map(|(_, kind, nth)| (kind, nth))
             .collect();
+        if let Some(twice) = config.address_given_twice() {
+            // Else the second bind would fail as if another process had
+            // the port.
+            let message =
+                format!("{twice} is given twice (--listen and --proxy-listen are both TCP)");
+            return Err(Config::command().error(clap::error::ErrorKind::ArgumentConflict, message));
+        }
         Ok(config)
+    }
+
+    /// An address (with a port, not 0) that two socket flags of the same
+    /// protocol name.
+    fn address_given_twice(&self) -> Option<SocketAddr> {
+        let mut seen = std::collections::HashSet::new();
+        self.endpoints().into_iter().find_map(|endpoint| {
+            let udp = endpoint.kind == SocketKind::Udp;
+            let addrs = endpoint.addresses.addrs.into_iter();
+            addrs
+                .filter(|addr| addr.port() != 0)
+                .find(|&addr| !seen.insert((udp, addr)))
+        })
     }
 
     /// The defaults, listening on `addr`: what tests and embedders start from.

@@ -16,6 +16,8 @@ fn main() -> ExitCode {
         let mut stdout = std::io::stdout().lock();
         return match kind.write(&mut stdout).and_then(|()| stdout.flush()) {
             Ok(()) => ExitCode::SUCCESS,
+            // The reader had enough (`| head`), as with --help.
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("echo-reactor: cannot write to stdout: {err}");
                 ExitCode::FAILURE

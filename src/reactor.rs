@@ -395,6 +395,24 @@ impl Reactor {
         Ok(())
     }
 
+    /// Step 3. True when the loop must end now.
+    fn handle_signals(&mut self, now: Instant) -> bool {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        let mut exit_now = false;
+        for signal in pending {
+            if signal == SIGUSR1 {
+                crate::info_requested!("stats: {}", self.stats());
+                continue;
+            }
+            match self.shutdown.request(now) {
+                Request::Drain => self.begin_shutdown(now),
+                Request::Same => debug!("signal {signal}: already shutting down"),
+                Request::ExitNow => exit_now = true,
+            }
+        }
+        exit_now
+    }
+
     /// How long the next poll may block: not at all when work is waiting,
     /// else until the nearest deadline, else forever.
     fn poll_timeout(&self) -> Option<Duration> {

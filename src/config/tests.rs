@@ -38,6 +38,33 @@ fn listen_takes_addresses_and_every_address_of_a_name() {
 }
 
 #[test]
+fn an_address_given_twice_for_one_protocol_is_refused() {
+    let twice = |args: &[&str]| {
+        let args = std::iter::once("echo-reactor").chain(args.iter().copied());
+        Config::try_from_args(args)
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+    };
+    let err = twice(&[
+        "--listen",
+        "127.0.0.1:7007",
+        "--proxy-listen",
+        "127.0.0.1:7007",
+    ]);
+    assert!(err.unwrap_err().contains("127.0.0.1:7007 is given twice"));
+    assert!(twice(&["--listen", "127.0.0.1:7007", "--listen", "127.0.0.1:7007"]).is_err());
+    // TCP and UDP may share a port; port 0 is a new port each time.
+    assert_eq!(
+        twice(&["--listen", "127.0.0.1:7007", "--udp", "127.0.0.1:7007"]),
+        Ok(())
+    );
+    assert_eq!(
+        twice(&["--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0"]),
+        Ok(())
+    );
+}
+
+#[test]
 fn group_addresses_are_refused() {
     for bad in [
         "224.0.0.1:0",

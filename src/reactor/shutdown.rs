@@ -1,28 +1,10 @@
-//! The loop's shutdown steps: a signal starts the drain (step 3), the drain's
-//! deadline ends the echo and the closing stage ends the loop (step 8).
+//! The loop's shutdown steps: a stop signal starts the drain (step 3), the
+//! drain's deadline ends the echo and the closing stage ends the loop (step 8).
 //! What each stage means lives in `crate::shutdown`.
 
 use super::*;
 
 impl Reactor {
-    /// Step 3. True when the loop must end now.
-    pub(super) fn handle_signals(&mut self, now: Instant) -> bool {
-        let pending: Vec<i32> = self.signals.pending().collect();
-        let mut exit_now = false;
-        for signal in pending {
-            if signal == SIGUSR1 {
-                crate::info_requested!("stats: {}", self.stats());
-                continue;
-            }
-            match self.shutdown.request(now) {
-                Request::Drain => self.begin_shutdown(now),
-                Request::Same => debug!("signal {signal}: already shutting down"),
-                Request::ExitNow => exit_now = true,
-            }
-        }
-        exit_now
-    }
-
     /// Stops accepting and lets every connection finish what it was sent.
     pub(super) fn begin_shutdown(&mut self, now: Instant) {
         // Clients whose handshake the kernel has completed think they are
