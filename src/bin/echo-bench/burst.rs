@@ -15,13 +15,21 @@ use super::procfs;
 use super::stats::percentile;
 use super::swarm::{Swarm, SwarmOpts};
 
+#[derive(clap::Args)]
 pub struct Opts {
+    #[arg(short, long, default_value = "127.0.0.1:7007")]
     pub addr: SocketAddr,
+    /// Clients.
+    #[arg(short = 'n', long, default_value_t = 15)]
     pub clients: usize,
+    /// A client fails without an echo this many seconds after its own connect.
+    #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
-    /// Clients per loopback source address (0: one source, the kernel's).
+    /// Clients per loopback source address (127.0.0.1, .2, ...; 0: one source).
+    #[arg(long, default_value_t = super::loadgen::PER_SOURCE)]
     pub per_source: usize,
     /// Server PID: report its RSS after the burst and at peak.
+    #[arg(long)]
     pub pid: Option<u32>,
 }
 

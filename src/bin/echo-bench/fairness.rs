@@ -16,10 +16,15 @@ use super::stats::percentile;
 const TICK: Duration = Duration::from_millis(2);
 const CHUNK: usize = 256 * 1024;
 
+#[derive(clap::Args)]
 pub struct Opts {
+    #[arg(short, long, default_value = "127.0.0.1:7007")]
     pub addr: SocketAddr,
-    /// Seconds of the probe alone, then beside the bulk client.
+    /// Seconds of the probe alone.
+    #[arg(long, default_value_t = 1.0)]
     pub alone: f64,
+    /// Seconds of the probe beside the bulk client.
+    #[arg(long, default_value_t = 3.0)]
     pub beside: f64,
 }
 

@@ -12,12 +12,26 @@ use serde::{Deserialize, Serialize};
 use super::procfs;
 use super::swarm::{Swarm, SwarmOpts};
 
+#[derive(clap::Args)]
 pub struct Opts {
+    #[arg(short, long, default_value = "127.0.0.1:7007")]
     pub addr: SocketAddr,
+    /// Connections.
+    #[arg(
+        short = 'n',
+        long = "connections",
+        value_name = "CONNECTIONS",
+        default_value_t = 10000
+    )]
     pub conns: usize,
+    /// Server PID: report its RSS growth per connection (VmRSS).
+    #[arg(long)]
     pub pid: Option<u32>,
+    /// Seconds to let the server settle before each RSS sample.
+    #[arg(long, default_value_t = 0.3)]
     pub settle: f64,
-    /// Clients per loopback source address (0: one source, the kernel's).
+    /// Clients per loopback source address (127.0.0.1, .2, ...; 0: one source).
+    #[arg(long, default_value_t = super::loadgen::PER_SOURCE)]
     pub per_source: usize,
 }
 

@@ -20,7 +20,7 @@ use super::syscalls::{Counter, Method};
 
 /// Clients per loopback source address: far below one address's share of
 /// the ephemeral ports.
-const PER_SOURCE: usize = 2000;
+pub const PER_SOURCE: usize = 2000;
 
 /// What one measured window saw.
 pub struct Window {

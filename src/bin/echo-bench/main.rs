@@ -39,12 +39,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use syscalls::Method;
-
-/// Clients per loopback source address, unless told otherwise: far below
-/// one address's share of the ephemeral ports.
-const PER_SOURCE: usize = 2000;
-
 #[derive(Parser)]
 #[command(
     name = "echo-bench",
@@ -59,31 +53,8 @@ struct Cli {
 enum Cmd {
     /// C connections, each sending one L-byte message and waiting for its echo, for T seconds.
     Throughput {
-        /// Server address (loopback only).
-        #[arg(short, long, default_value = "127.0.0.1:7007")]
-        addr: SocketAddr,
-        /// Connections.
-        #[arg(short, long, default_value_t = 50)]
-        connections: usize,
-        /// Message length in bytes (the last byte is a newline).
-        #[arg(short, long, default_value_t = 512)]
-        length: usize,
-        /// Measured seconds.
-        #[arg(short = 't', long, default_value_t = 10.0)]
-        seconds: f64,
-        /// Warm-up seconds before measuring.
-        #[arg(long, default_value_t = 1.0)]
-        warmup: f64,
-        /// Server PID: report its CPU time, requests per CPU-second, RSS and syscalls.
-        #[arg(long)]
-        pid: Option<u32>,
-        /// Syscall counter when --pid is given: auto, perf, strace or none.
-        #[arg(long, default_value = "none")]
-        syscalls: Method,
-        /// Send each connection's next request as soon as its echo is in
-        /// (default: after reading every echo of the poll batch).
-        #[arg(long)]
-        immediate: bool,
+        #[command(flatten)]
+        opts: throughput::Opts,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -119,52 +90,22 @@ enum Cmd {
     },
     /// N clients connect at the same instant, each sends one line and waits for its echo.
     Burst {
-        #[arg(short, long, default_value = "127.0.0.1:7007")]
-        addr: SocketAddr,
-        /// Clients.
-        #[arg(short = 'n', long, default_value_t = 15)]
-        clients: usize,
-        /// A client fails without an echo this many seconds after its own connect.
-        #[arg(long, default_value_t = 10.0)]
-        timeout: f64,
-        /// Clients per loopback source address (127.0.0.1, .2, ...; 0: one source).
-        #[arg(long, default_value_t = PER_SOURCE)]
-        per_source: usize,
-        /// Server PID: report its RSS after the burst and at peak.
-        #[arg(long)]
-        pid: Option<u32>,
+        #[command(flatten)]
+        opts: burst::Opts,
         #[arg(long)]
         json: bool,
     },
     /// Open N idle connections, keep them, then echo one line on each.
     Hold {
-        #[arg(short, long, default_value = "127.0.0.1:7007")]
-        addr: SocketAddr,
-        /// Connections.
-        #[arg(short = 'n', long, default_value_t = 10000)]
-        connections: usize,
-        /// Server PID: report its RSS growth per connection (VmRSS).
-        #[arg(long)]
-        pid: Option<u32>,
-        /// Seconds to let the server settle before each RSS sample.
-        #[arg(long, default_value_t = 0.3)]
-        settle: f64,
-        /// Clients per loopback source address (127.0.0.1, .2, ...; 0: one source).
-        #[arg(long, default_value_t = PER_SOURCE)]
-        per_source: usize,
+        #[command(flatten)]
+        opts: hold::Opts,
         #[arg(long)]
         json: bool,
     },
     /// A probe's echo time alone, then beside a client moving bulk data.
     Fairness {
-        #[arg(short, long, default_value = "127.0.0.1:7007")]
-        addr: SocketAddr,
-        /// Seconds of the probe alone.
-        #[arg(long, default_value_t = 1.0)]
-        alone: f64,
-        /// Seconds of the probe beside the bulk client.
-        #[arg(long, default_value_t = 3.0)]
-        beside: f64,
+        #[command(flatten)]
+        opts: fairness::Opts,
         #[arg(long)]
         json: bool,
     },
@@ -203,29 +144,8 @@ fn main() -> ExitCode {
     net::raise_nofile();
     let check = net::check_loopback;
     match cli.cmd {
-        Cmd::Throughput {
-            addr,
-            connections,
-            length,
-            seconds,
-            warmup,
-            pid,
-            syscalls,
-            immediate,
-            json,
-        } => emit(
-            check(addr).and_then(|_| {
-                throughput::run(&throughput::Opts {
-                    addr,
-                    conns: connections,
-                    len: length,
-                    secs: seconds,
-                    warmup,
-                    pid,
-                    syscalls,
-                    immediate,
-                })
-            }),
+        Cmd::Throughput { opts, json } => emit(
+            check(opts.addr).and_then(|_| throughput::run(&opts)),
             json,
             throughput::print_human,
         ),
@@ -261,59 +181,18 @@ fn main() -> ExitCode {
             json,
             throughput::print_interleaved,
         ),
-        Cmd::Burst {
-            addr,
-            clients,
-            timeout,
-            per_source,
-            pid,
-            json,
-        } => emit(
-            check(addr).and_then(|_| {
-                burst::run(&burst::Opts {
-                    addr,
-                    clients,
-                    timeout,
-                    per_source,
-                    pid,
-                })
-            }),
+        Cmd::Burst { opts, json } => emit(
+            check(opts.addr).and_then(|_| burst::run(&opts)),
             json,
             burst::print_human,
         ),
-        Cmd::Hold {
-            addr,
-            connections,
-            pid,
-            settle,
-            per_source,
-            json,
-        } => emit(
-            check(addr).and_then(|_| {
-                hold::run(&hold::Opts {
-                    addr,
-                    conns: connections,
-                    pid,
-                    settle,
-                    per_source,
-                })
-            }),
+        Cmd::Hold { opts, json } => emit(
+            check(opts.addr).and_then(|_| hold::run(&opts)),
             json,
             hold::print_human,
         ),
-        Cmd::Fairness {
-            addr,
-            alone,
-            beside,
-            json,
-        } => emit(
-            check(addr).and_then(|_| {
-                fairness::run(&fairness::Opts {
-                    addr,
-                    alone,
-                    beside,
-                })
-            }),
+        Cmd::Fairness { opts, json } => emit(
+            check(opts.addr).and_then(|_| fairness::run(&opts)),
             json,
             fairness::print_human,
         ),

@@ -66,16 +66,47 @@ pub struct ThroughputReport {
     pub tcp_timeouts: Option<u64>,
 }
 
+#[derive(clap::Args)]
 pub struct Opts {
+    /// Server address (loopback only).
+    #[arg(short, long, default_value = "127.0.0.1:7007")]
     pub addr: SocketAddr,
+    /// Connections.
+    #[arg(
+        short = 'c',
+        long = "connections",
+        value_name = "CONNECTIONS",
+        default_value_t = 50
+    )]
     pub conns: usize,
+    /// Message length in bytes (the last byte is a newline).
+    #[arg(
+        short = 'l',
+        long = "length",
+        value_name = "LENGTH",
+        default_value_t = 512
+    )]
     pub len: usize,
+    /// Measured seconds.
+    #[arg(
+        short = 't',
+        long = "seconds",
+        value_name = "SECONDS",
+        default_value_t = 10.0
+    )]
     pub secs: f64,
+    /// Warm-up seconds before measuring.
+    #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
+    /// Server PID: report its CPU time, requests per CPU-second, RSS and syscalls.
+    #[arg(long)]
     pub pid: Option<u32>,
+    /// Syscall counter when --pid is given: auto, perf, strace or none.
+    #[arg(long, default_value = "none")]
     pub syscalls: Method,
-    /// Send each connection's next request right after its echo, instead of
-    /// after every event of the poll batch has been read.
+    /// Send each connection's next request as soon as its echo is in
+    /// (default: after reading every echo of the poll batch).
+    #[arg(long)]
     pub immediate: bool,
 }
 
