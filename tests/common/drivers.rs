@@ -11,6 +11,7 @@
 //!   `churn_cycles`, `exchange`, `spawn_non_readers`
 //! - `fleet`: `Fleet`, never-readers that write until the server holds
 //!   them back, then read their echo and check every byte
+//! - `poll_ready`: one poll of a mio client loop, as what each token may do
 //! - `paced`: `Probe` (64-byte ping-pong on a fixed tick), `Bulk` (a
 //!   full-speed transfer both ways at once), `pin_current_thread`
 
@@ -23,3 +24,29 @@ mod threads;
 // A test crate uses only some of these (see `common`).
 #[allow(unused_imports)]
 pub use self::{chunking::*, fleet::*, paced::*, swarm::*, threads::*};
+
+/// One poll of a client loop, at most `wait` long: each ready token as
+/// (token, may read, may write). An error or a closed side counts as both,
+/// so the next read or write reports it.
+pub fn poll_ready(
+    poll: &mut mio::Poll,
+    events: &mut mio::Events,
+    wait: std::time::Duration,
+) -> Vec<(usize, bool, bool)> {
+    match poll.poll(events, Some(wait)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        Err(e) => panic!("poll: {e}"),
+    }
+    events
+        .iter()
+        .map(|ev| {
+            let err = ev.is_error();
+            (
+                ev.token().0,
+                ev.is_readable() || ev.is_read_closed() || err,
+                ev.is_writable() || ev.is_write_closed() || err,
+            )
+        })
+        .collect()
+}

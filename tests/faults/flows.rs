@@ -307,23 +307,7 @@ impl Flows {
 
     /// One poll round, at most `wait` long.
     pub fn step(&mut self, wait: Duration) {
-        match self.poll.poll(&mut self.events, Some(wait)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => panic!("poll: {e}"),
-        }
-        let ready: Vec<(usize, bool, bool)> = self
-            .events
-            .iter()
-            .map(|ev| {
-                let err = ev.is_error();
-                (
-                    ev.token().0,
-                    ev.is_readable() || ev.is_read_closed() || err,
-                    ev.is_writable() || ev.is_write_closed() || err,
-                )
-            })
-            .collect();
+        let ready = crate::common::drivers::poll_ready(&mut self.poll, &mut self.events, wait);
         for (i, readable, writable) in ready {
             if !self.check_connected(i) {
                 continue;

@@ -223,22 +223,7 @@ impl ChunkRun {
                 }
             }
         }
-        match self.poll.poll(&mut self.events, Some(wait)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => panic!("poll: {e}"),
-        }
-        let ready: Vec<(usize, bool, bool)> = self
-            .events
-            .iter()
-            .map(|ev| {
-                (
-                    ev.token().0,
-                    ev.is_readable() || ev.is_read_closed() || ev.is_error(),
-                    ev.is_writable() || ev.is_error(),
-                )
-            })
-            .collect();
+        let ready = super::poll_ready(&mut self.poll, &mut self.events, wait);
         let now = Instant::now();
         for (i, r, w) in ready {
             if r {
