@@ -2,8 +2,8 @@
 //! scratch directory, and the torture suite's sizes, serialisation and
 //! `FIGURE` lines.
 
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -21,13 +21,30 @@ pub fn wait_until(timeout: Duration, every: Duration, mut f: impl FnMut() -> boo
     }
 }
 
-/// A port nobody listens on right now (for configs that need a number up
-/// front, such as HAProxy's frontend).
+/// A port nobody uses right now, for configs that need a number up front
+/// (HAProxy's frontend, one number for a TCP and a UDP socket). It is taken
+/// below the kernel's ephemeral range (32768 and up by default), where no
+/// `connect()` and no bind to port 0 can take it between this check and
+/// the test's own bind; each call tries the next number, so tests running
+/// at once get different ones, from a start the pid picks.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    const FIRST: u32 = 20000;
+    const COUNT: u32 = 12000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(97);
+    for _ in 0..COUNT {
+        let offset = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
+        let port = (FIRST + offset) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!(
+        "no port free for TCP and UDP in 127.0.0.1:{FIRST}..{}",
+        FIRST + COUNT
+    );
 }
 
 /// A scratch directory under the system temp dir, removed on drop.

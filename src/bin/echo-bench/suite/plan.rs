@@ -198,7 +198,10 @@ impl Plan {
                 max_rounds: a.rounds.unwrap_or(MAX_ROUNDS),
                 other_rounds: a.other_rounds.unwrap_or(OTHER_ROUNDS),
                 secs: a.seconds.unwrap_or(1.0),
-                sys_secs: 1.0,
+                // Long enough to average over the load's stalls and
+                // restarts (small poll batches, so more `epoll_wait`s):
+                // with 1 s one server's rounds ran from 2.044 to 2.128.
+                sys_secs: 3.0,
                 warmup: 0.3,
                 loads: vec![
                     Load {
@@ -216,7 +219,9 @@ impl Plan {
                 burst_timeout: 10.0,
                 settle: 0.2,
                 fairness_alone: 1.0,
-                fairness_beside: 3.0,
+                // 5000 probes, so the p99 is the 50th worst, not the 15th:
+                // with 3 s it moved by 0.06 ms between rounds of one server.
+                fairness_beside: 10.0,
                 callgrind_secs: (2.0, 5.0),
                 rlimit_nofile: nofile,
             }
