@@ -62,6 +62,20 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     cpu_ticks(pid).map(|t| t as f64 / clk_tck() as f64)
 }
 
+/// Seconds each CPU has waited for the hypervisor while it ran someone
+/// else (the `steal` column of /proc/stat), CPU 0 first. A benchmark on a
+/// shared virtual machine loses that time from under its measurements.
+pub fn steal_secs() -> Vec<f64> {
+    let tck = clk_tck() as f64;
+    fs::read_to_string("/proc/stat")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .filter_map(|l| l.split_whitespace().nth(8)?.parse::<u64>().ok())
+        .map(|ticks| ticks as f64 / tck)
+        .collect()
+}
+
 /// Number of open file descriptors of a process (/proc/PID/fd entries).
 pub fn fd_count(pid: u32) -> Option<usize> {
     fs::read_dir(format!("/proc/{pid}/fd"))

@@ -25,6 +25,7 @@ use plan::{Contender, Network, Part, Plan};
 
 pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
     let started = Instant::now();
+    let stolen_before = crate::procfs::steal_secs();
     let machine = report::machine();
     let nofile = crate::net::raise_nofile();
     let plan = Plan::new(a, nofile);
@@ -99,7 +100,16 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
     let instr = report::instructions_table(&runs);
     let spread = report::spread_table(&summary);
     let notes = report::notes(&plan, &summary);
-    println!("Measured in {network}.\n\n{table}");
+    let steal: Vec<f64> = crate::procfs::steal_secs()
+        .iter()
+        .zip(&stolen_before)
+        .map(|(after, before)| after - before)
+        .collect();
+    println!(
+        "Measured in {network}. CPU time the hypervisor gave to other guests meanwhile (steal): {} in {:.0} s.\n\n{table}",
+        report::per_cpu_secs(&steal),
+        started.elapsed().as_secs_f64()
+    );
     for n in &notes {
         println!("{n}");
     }
@@ -144,6 +154,7 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
         failures: &failures,
         runs: &runs,
         suite_seconds: started.elapsed().as_secs_f64(),
+        steal_secs_per_cpu: steal,
     };
     let json_path = a.out.join("results.json");
     let text = serde_json::to_string_pretty(&results).map_err(|e| format!("results: {e}"))?;

@@ -387,6 +387,21 @@ pub struct Results<'a> {
     pub failures: &'a [String],
     pub runs: &'a [ServerRuns],
     pub suite_seconds: f64,
+    /// CPU time each CPU lost to other guests during the run (/proc/stat
+    /// steal): how shared the machine was while it measured.
+    pub steal_secs_per_cpu: Vec<f64>,
+}
+
+/// "cpu0 1.2 s, cpu1 0.4 s".
+pub fn per_cpu_secs(secs: &[f64]) -> String {
+    if secs.is_empty() {
+        return "n/a".into();
+    }
+    secs.iter()
+        .enumerate()
+        .map(|(i, s)| format!("cpu{i} {s:.1} s"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The chart's bars, one group per server.
