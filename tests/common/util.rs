@@ -2,6 +2,7 @@
 //! scratch directory, and the torture suite's sizes, serialisation and
 //! `FIGURE` lines.
 
+use std::fs;
 use std::net::{TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -23,28 +24,37 @@ pub fn wait_until(timeout: Duration, every: Duration, mut f: impl FnMut() -> boo
 
 /// A port nobody uses right now, for configs that need a number up front
 /// (HAProxy's frontend, one number for a TCP and a UDP socket). It is taken
-/// below the kernel's ephemeral range (32768 and up by default), where no
-/// `connect()` and no bind to port 0 can take it between this check and
-/// the test's own bind; each call tries the next number, so tests running
-/// at once get different ones, from a start the pid picks.
+/// from the 12000 ports below the kernel's ephemeral range (32768 and up by
+/// default), where no `connect()` and no bind to port 0 can take it between
+/// this check and the test's own bind. Each call tries the next number, so
+/// tests running at once get different ones; the start depends on the pid
+/// (times 97, which shares no factor with 12000, so nearby pids start far
+/// apart). Where the ephemeral range leaves no such room, any free port.
 pub fn free_port() -> u16 {
-    const FIRST: u32 = 20000;
-    const COUNT: u32 = 12000;
+    const SPAN: u32 = 12000;
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = std::process::id().wrapping_mul(97);
-    for _ in 0..COUNT {
-        let offset = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
-        let port = (FIRST + offset) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
-        {
-            return port;
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let first = ephemeral_low.saturating_sub(SPAN).max(1024);
+    let count = ephemeral_low.saturating_sub(first);
+    if count >= 1000 {
+        let start = std::process::id().wrapping_mul(97);
+        for _ in 0..count {
+            let offset = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % count;
+            let port = u16::try_from(first + offset).expect("below the ephemeral range");
+            if TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            {
+                return port;
+            }
         }
     }
-    panic!(
-        "no port free for TCP and UDP in 127.0.0.1:{FIRST}..{}",
-        FIRST + COUNT
-    );
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
 }
 
 /// A scratch directory under the system temp dir, removed on drop.

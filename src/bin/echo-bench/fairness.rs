@@ -23,8 +23,9 @@ pub struct Opts {
     /// Seconds of the probe alone.
     #[arg(long, default_value_t = 1.0)]
     pub alone: f64,
-    /// Seconds of the probe beside the bulk client.
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds of the probe beside the bulk client (5000 probes: a p99
+    /// that holds still between runs).
+    #[arg(long, default_value_t = 10.0)]
     pub beside: f64,
 }
 

@@ -1,6 +1,7 @@
 //! Readers for /proc: a process's threads, open fds, memory and CPU time,
-//! the queues of one TCP socket (/proc/net/tcp{,6}), and the kernel's TCP
-//! counters (SYN retransmits, listen-queue overflows).
+//! the queues of one TCP socket (/proc/net/tcp{,6}), the kernel's TCP
+//! counters (SYN retransmits, listen-queue overflows), and the CPU time the
+//! hypervisor took.
 //!
 //! The one copy of these readers: the benchmark uses it as a module, and the
 //! integration tests include this file (`tests/common/procfs.rs`), so it
@@ -46,7 +47,7 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// Clock ticks per second for /proc/PID/stat (`getconf CLK_TCK`, else 100).
+/// Clock ticks per second for /proc/PID/stat and /proc/stat (`getconf CLK_TCK`, else 100).
 pub fn clk_tck() -> u64 {
     Command::new("getconf")
         .arg("CLK_TCK")
@@ -62,18 +63,25 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     cpu_ticks(pid).map(|t| t as f64 / clk_tck() as f64)
 }
 
-/// Seconds each CPU has waited for the hypervisor while it ran someone
-/// else (the `steal` column of /proc/stat), CPU 0 first. A benchmark on a
-/// shared virtual machine loses that time from under its measurements.
-pub fn steal_secs() -> Vec<f64> {
+/// Seconds each online CPU was ready to run this guest while the
+/// hypervisor ran something else (the `steal` column of /proc/stat), by
+/// CPU name (`cpu0`, ...). A benchmark on a shared virtual machine loses
+/// that time from under its measurements.
+pub fn steal_secs() -> Option<BTreeMap<String, f64>> {
     let tck = clk_tck() as f64;
-    fs::read_to_string("/proc/stat")
-        .unwrap_or_default()
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let per_cpu = stat
         .lines()
         .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
-        .filter_map(|l| l.split_whitespace().nth(8)?.parse::<u64>().ok())
-        .map(|ticks| ticks as f64 / tck)
-        .collect()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next()?.to_string();
+            // user nice system idle iowait irq softirq steal
+            let ticks: u64 = f.nth(7)?.parse().ok()?;
+            Some((name, ticks as f64 / tck))
+        })
+        .collect();
+    Some(per_cpu)
 }
 
 /// Number of open file descriptors of a process (/proc/PID/fd entries).

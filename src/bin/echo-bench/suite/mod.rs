@@ -13,6 +13,7 @@ mod rounds;
 mod servers;
 mod summary;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -100,14 +101,19 @@ pub fn run(a: &SuiteArgs, exe: PathBuf) -> Result<(), String> {
     let instr = report::instructions_table(&runs);
     let spread = report::spread_table(&summary);
     let notes = report::notes(&plan, &summary);
-    let steal: Vec<f64> = crate::procfs::steal_secs()
-        .iter()
-        .zip(&stolen_before)
-        .map(|(after, before)| after - before)
-        .collect();
+    // By CPU name: a CPU that went offline meanwhile drops out.
+    let steal: Option<BTreeMap<String, f64>> =
+        stolen_before
+            .zip(crate::procfs::steal_secs())
+            .map(|(before, after)| {
+                after
+                    .into_iter()
+                    .filter_map(|(cpu, t)| Some((cpu.clone(), t - before.get(&cpu)?)))
+                    .collect()
+            });
     println!(
-        "Measured in {network}. CPU time the hypervisor gave to other guests meanwhile (steal): {} in {:.0} s.\n\n{table}",
-        report::per_cpu_secs(&steal),
+        "Measured in {network}. CPU time stolen by the hypervisor (ready to run, something else ran): {} in {:.0} s.\n\n{table}",
+        report::per_cpu_secs(steal.as_ref()),
         started.elapsed().as_secs_f64()
     );
     for n in &notes {

@@ -11,9 +11,9 @@ use crate::syscalls::Method;
 /// `ROUND_BATCH` until the median of echo-reactor's requests per CPU-second
 /// over c-epoll's is known to `SPREAD_GOAL` (`stats::median_spread`), at
 /// most `MAX_ROUNDS`. On the shared reference machine single rounds scatter
-/// by ±20 % and the rounds needed went from 15 to over 60 with its load; below
-/// 20 the spread itself jumps (±9 % at 10 rounds, ±1 % at 11, ±8 % at 12 in
-/// one run), so stopping at its first dip would stop on luck
+/// by ±20 % and ±3 % needs from about 25 to over 60 rounds, with its load;
+/// below 20 the spread itself jumps (±9 % at 10 rounds, ±1 % at 11, ±8 % at
+/// 12 in one run), so stopping at its first dip would stop on luck
 /// (docs/benchmarks.md, "How many rounds").
 pub const MIN_ROUNDS: usize = 20;
 pub const ROUND_BATCH: usize = 5;
@@ -65,7 +65,7 @@ pub struct SuiteArgs {
     #[arg(long, default_value = "target/bench")]
     pub out: PathBuf,
     /// Throughput rounds, fixed (servers take turns in each round; medians are reported)
-    /// [default: 10, then more until the spread is under ±3 %, at most 60; quick 1].
+    /// [default: 20, then more until the spread is under ±3 %, at most 60; quick 1].
     #[arg(long)]
     pub rounds: Option<usize>,
     /// Rounds of the other measurements (syscalls, holds, bursts, fairness).
@@ -198,9 +198,10 @@ impl Plan {
                 max_rounds: a.rounds.unwrap_or(MAX_ROUNDS),
                 other_rounds: a.other_rounds.unwrap_or(OTHER_ROUNDS),
                 secs: a.seconds.unwrap_or(1.0),
-                // Long enough to average over the load's stalls and
-                // restarts (small poll batches, so more `epoll_wait`s):
-                // with 1 s one server's rounds ran from 2.044 to 2.128.
+                // Long enough to average over the load's stalls: after
+                // one, each poll returns fewer events, so `epoll_wait`s per
+                // request rise. In 1 s windows one server's rounds ran from
+                // 2.044 to 2.128, wider than the target's 0.02 margin.
                 sys_secs: 3.0,
                 warmup: 0.3,
                 loads: vec![
@@ -219,8 +220,10 @@ impl Plan {
                 burst_timeout: 10.0,
                 settle: 0.2,
                 fairness_alone: 1.0,
-                // 5000 probes, so the p99 is the 50th worst, not the 15th:
-                // with 3 s it moved by 0.06 ms between rounds of one server.
+                // 5000 probes (one per 2 ms tick), so the p99 is the 50th
+                // worst, not the 15th: in 3 s windows one server's rounds
+                // moved by 0.06 ms, more than the servers differed, and
+                // "the best in the table" was decided by the noise.
                 fairness_beside: 10.0,
                 callgrind_secs: (2.0, 5.0),
                 rlimit_nofile: nofile,

@@ -2,6 +2,7 @@
 //! median's spread shrinks with rounds, notes on generator-bound runs, and
 //! results.json (every typed run and summary) with results.svg.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::process::Command;
@@ -275,7 +276,13 @@ pub fn spread_table(s: &Summary) -> String {
         .iter()
         .filter(|c| c.server == "echo-reactor")
         .collect();
-    let Some(kmax) = cols.iter().map(|c| c.spread.len()).max() else {
+    // Rounds, not entries: a spread exists only from the fifth round on.
+    let Some(kmax) = cols
+        .iter()
+        .filter_map(|c| c.spread.last())
+        .map(|(k, _)| *k)
+        .max()
+    else {
         return t;
     };
     t.push_str("| rounds |");
@@ -387,21 +394,21 @@ pub struct Results<'a> {
     pub failures: &'a [String],
     pub runs: &'a [ServerRuns],
     pub suite_seconds: f64,
-    /// CPU time each CPU lost to other guests during the run (/proc/stat
-    /// steal): how shared the machine was while it measured.
-    pub steal_secs_per_cpu: Vec<f64>,
+    /// Seconds each CPU was ready while the hypervisor ran something else
+    /// during the run (/proc/stat steal): how shared the machine was.
+    pub steal_secs_per_cpu: Option<BTreeMap<String, f64>>,
 }
 
-/// "cpu0 1.2 s, cpu1 0.4 s".
-pub fn per_cpu_secs(secs: &[f64]) -> String {
-    if secs.is_empty() {
-        return "n/a".into();
+/// "cpu0 1.2 s, cpu1 0.4 s", or "n/a".
+pub fn per_cpu_secs(secs: Option<&BTreeMap<String, f64>>) -> String {
+    match secs {
+        Some(secs) if !secs.is_empty() => secs
+            .iter()
+            .map(|(cpu, s)| format!("{cpu} {s:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "n/a".into(),
     }
-    secs.iter()
-        .enumerate()
-        .map(|(i, s)| format!("cpu{i} {s:.1} s"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The chart's bars, one group per server.
